@@ -1,0 +1,192 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from nodes import credentials
+from nodes.hosts import HostRefused, normalize_host
+
+MB_PER_GB = 1024
+MAX_CPU_CORES = 4096
+MAX_MEMORY_GB = 65536  # 64 TB
+MAX_DISK_GB = 1048576  # 1 PB
+MAX_UPLOAD_LIMIT_MB = 10240
+
+
+def _between(low: int, high: int) -> list:
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+def validate_host(value: str) -> None:
+    try:
+        normalize_host(value)
+    except HostRefused as e:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError(str(e), code="host") from None
+
+
+class Node(models.Model):
+    class Protocol(models.TextChoices):
+        HTTP = "HTTP", "HTTP"
+        HTTPS = "HTTPS", "HTTPS (the daemon terminates TLS)"
+        HTTPS_PROXY = "HTTPS_PROXY", "HTTPS behind a reverse proxy"
+
+    class Status(models.TextChoices):
+        ONLINE = "online"
+        OFFLINE = "offline"
+
+    name = models.CharField("display name", max_length=100)
+    location = models.ForeignKey(
+        "locations.Location",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="nodes",
+    )
+    host = models.CharField(
+        max_length=253,
+        validators=[validate_host],
+        help_text="IP address or DNS name of the daemon, without scheme or path.",
+    )
+    port = models.PositiveIntegerField(
+        "daemon port", default=8080, validators=_between(1, 65535)
+    )
+    protocol = models.CharField(max_length=11, choices=Protocol, default=Protocol.HTTPS)
+    cpu_cores = models.PositiveIntegerField(
+        "CPU cores", validators=_between(1, MAX_CPU_CORES)
+    )
+    memory_mb = models.PositiveIntegerField(
+        "memory (MB)", validators=_between(MB_PER_GB, MAX_MEMORY_GB * MB_PER_GB)
+    )
+    disk_mb = models.PositiveIntegerField(
+        "disk (MB)", validators=_between(MB_PER_GB, MAX_DISK_GB * MB_PER_GB)
+    )
+    sftp_port = models.PositiveIntegerField(
+        "SFTP port", default=2022, validators=_between(1, 65535)
+    )
+    upload_limit_mb = models.PositiveIntegerField(
+        "upload limit (MB)", default=100, validators=_between(1, MAX_UPLOAD_LIMIT_MB)
+    )
+    token_id = models.CharField(max_length=16, unique=True, editable=False)
+    token_encrypted = models.TextField(editable=False)
+    token_rotated = models.DateTimeField(auto_now_add=True, editable=False)
+    status = models.CharField(
+        max_length=8, choices=Status, default=Status.OFFLINE, editable=False
+    )
+    latency_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "port"],
+                name="node_host_port_unique",
+                violation_error_message="Another node already uses this host and port.",
+            ),
+            models.CheckConstraint(
+                condition=Q(cpu_cores__gte=1)
+                & Q(memory_mb__gte=1)
+                & Q(disk_mb__gte=1)
+                & Q(port__gte=1, port__lte=65535)
+                & Q(sftp_port__gte=1, sftp_port__lte=65535)
+                & Q(upload_limit_mb__gte=1, upload_limit_mb__lte=MAX_UPLOAD_LIMIT_MB),
+                name="node_limits_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def url(self) -> str:
+        scheme = "http" if self.protocol == self.Protocol.HTTP else "https"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def memory_gb(self) -> int:
+        return self.memory_mb // MB_PER_GB
+
+    @property
+    def disk_gb(self) -> int:
+        return self.disk_mb // MB_PER_GB
+
+    @property
+    def is_online(self) -> bool:
+        return self.status == self.Status.ONLINE
+
+    def set_new_token(self) -> str:
+        """Give the node fresh credentials (unsaved); return the token in clear."""
+        token = credentials.generate_token()
+        self.token_encrypted = credentials.encrypt(token)
+        if not self.token_id:
+            self.token_id = credentials.generate_token_id()
+        return token
+
+    def rotate_token(self) -> str:
+        """Replace the token (the token ID stays) and return the new one in clear."""
+        from django.utils import timezone
+
+        token = self.set_new_token()
+        self.token_rotated = timezone.now()
+        self.save(update_fields=["token_encrypted", "token_rotated"])
+        return token
+
+    def daemon_token(self) -> str:
+        """The token in clear, for signing requests and the shown-once page."""
+        return credentials.decrypt(self.token_encrypted)
+
+    def daemon_config(self, token: str) -> str:
+        """The daemon's configuration file (TOML) for this node."""
+        from django.template.loader import render_to_string
+
+        return render_to_string(
+            "nodes/daemon_config.toml",
+            {"node": self, "token": token, "panel_url": settings.PANEL_URL},
+        )
+
+    def blockers(self) -> list[str]:
+        """What keeps the node from being deleted, in words; empty when nothing."""
+        reasons = []
+        servers = list(self.servers.values_list("name", flat=True)[:6])
+        if servers:
+            shown = ", ".join(servers[:5]) + (", …" if len(servers) > 5 else "")
+            reasons.append(f"it has servers ({shown})")
+        assigned = self.allocations.filter(server__isnull=False).count()
+        if assigned:
+            reasons.append(f"{assigned} of its allocations are assigned to servers")
+        return reasons
+
+
+class Allocation(models.Model):
+    # The database removes a node's free allocations with it, and refuses to delete
+    # a node while any of them is assigned (see the node_delete_guard trigger).
+    node = models.ForeignKey(Node, models.DO_NOTHING, related_name="allocations")
+    ip = models.GenericIPAddressField("IP address")
+    port = models.PositiveIntegerField(validators=_between(1024, 65535))
+    alias = models.CharField(max_length=253, blank=True)
+    notes = models.CharField(max_length=256, blank=True)
+    server = models.ForeignKey(
+        "servers.Server",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="allocations",
+    )
+
+    class Meta:
+        ordering = ["ip", "port"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "ip", "port"],
+                name="allocation_unique_per_node",
+                violation_error_message="This node already has this IP and port.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        ip = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{ip}:{self.port}"

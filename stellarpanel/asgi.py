@@ -1,0 +1,36 @@
+"""The panel's ASGI entry point, served by Daphne.
+
+HTTP goes to Django (static files included, so one process serves the whole panel);
+WebSocket connections go through Channels' router, behind the session and
+authentication middleware and an origin check.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stellarpanel.settings")
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+try:
+    from django.core.asgi import get_asgi_application
+
+    django_application = get_asgi_application()
+except ImproperlyConfigured as e:
+    sys.exit(f"StellarPanel cannot start: {e}")
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from stellarpanel.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": ASGIStaticFilesHandler(django_application),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,168 @@
+"""StellarPanel settings, read from the environment.
+
+Every variable is listed, with what it does, in `.env.example` and the README. The
+defaults suit development on one machine: a SQLite file and the in-memory channel
+layer. With DEBUG=False, SECRET_KEY and ENCRYPTION_KEY must be set.
+"""
+
+import base64
+import hashlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from stellarpanel.environment import (
+    channel_layer_from_url,
+    database_from_url,
+    envbool,
+    envlist,
+    envsecret,
+    envstr,
+    networks_from_list,
+    panel_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = envbool("DEBUG", True)
+
+SECRET_KEY = envsecret("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG=False it is required: set it to a "
+            "long random string, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+
+# Fernet keys that encrypt daemon tokens at rest. The first one encrypts; all of
+# them decrypt, so a key can be rotated by putting the new one first.
+ENCRYPTION_KEYS = envlist("ENCRYPTION_KEY", [])
+if not ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEY is not set. With DEBUG=False it is required: create one "
+            "with `uv run manage.py generate_encryption_key` and keep it safe; "
+            "without it the stored daemon tokens cannot be read."
+        )
+    digest = hashlib.sha256(b"stellarpanel-encryption:" + SECRET_KEY.encode()).digest()
+    ENCRYPTION_KEYS = [base64.urlsafe_b64encode(digest).decode()]
+for _key in ENCRYPTION_KEYS:
+    try:
+        if len(base64.urlsafe_b64decode(_key.encode())) != 32:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEY holds a value that is not a Fernet key (32 bytes, "
+            "base64url): create one with `uv run manage.py generate_encryption_key`."
+        ) from None
+
+PANEL_URL = panel_url("PANEL_URL", envstr("PANEL_URL", "http://127.0.0.1:8000"))
+_panel = urlsplit(PANEL_URL)
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+if _panel.hostname not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(_panel.hostname)
+CSRF_TRUSTED_ORIGINS = [f"{_panel.scheme}://{_panel.netloc}"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _panel.scheme == "https"
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if envbool("TRUST_X_FORWARDED_PROTO", False)
+    else None
+)
+
+DAEMON_ALLOWED_NETWORKS = networks_from_list(
+    "DAEMON_ALLOWED_NETWORKS", envlist("DAEMON_ALLOWED_NETWORKS", [])
+)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "channels",
+    "stellarpanel",
+    "locations",
+    "nodes",
+    "servers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "stellarpanel.urls"
+ASGI_APPLICATION = "stellarpanel.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_from_url(
+        "DATABASE_URL",
+        envstr("DATABASE_URL", "sqlite:///db.sqlite3"),
+        str(BASE_DIR),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CHANNEL_LAYERS = {"default": channel_layer_from_url("REDIS_URL", envstr("REDIS_URL"))}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "servers:index"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django": {"level": "INFO", "propagate": True}},
+}
