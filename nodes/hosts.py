@@ -62,7 +62,12 @@ def normalize_host(value: str) -> str:
             "https://node1.example.com. The protocol is a field of its own."
         )
     if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise HostRefused(
+                "Only an IPv6 address goes inside brackets, such as [2001:db8::1]."
+            ) from None
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -96,12 +101,11 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def classify(ip: IPAddress) -> str | None:
-    """Name the kind of a non-public address; None for a public one."""
-    inner = embedded_ipv4(ip)
-    if inner is not None:
-        kind = classify(inner)
-        if kind is not None:
-            return kind
+    """Name the kind of a non-public address; None for a public one.
+
+    An IPv6 address that carries an IPv4 one is judged by the IPv4 address.
+    """
+    ip = embedded_ipv4(ip) or ip
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_multicast:
@@ -117,21 +121,32 @@ def classify(ip: IPAddress) -> str | None:
     return None
 
 
-def check_address(ip: IPAddress, allowed: Iterable[Network] | None = None) -> None:
+def refusal(ip: IPAddress, allowed: Iterable[Network] | None = None) -> str | None:
+    """Why the panel may not connect to this address; None when it may."""
     kind = classify(ip)
     if kind is None:
-        return
+        return None
+    inner = embedded_ipv4(ip)
+    subject = inner or ip
+    shown = f"{ip} (that is {inner})" if inner else str(ip)
+    if kind in NEVER_ALLOWED:
+        return f"{shown} is {DESCRIPTIONS[kind]}; a daemon cannot live there."
     if allowed is None:
         allowed = settings.DAEMON_ALLOWED_NETWORKS
-    if kind in NEVER_ALLOWED:
-        raise HostRefused(f"{ip} is {DESCRIPTIONS[kind]}; a daemon cannot live there.")
-    if any(ip.version == n.version and ip in n for n in allowed):
-        return
-    network = ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", False)
-    raise HostRefused(
-        f"{ip} is {DESCRIPTIONS[kind]}. To run daemons there, add its network to "
-        f"the DAEMON_ALLOWED_NETWORKS setting (for example {network})."
+    if any(subject.version == n.version and subject in n for n in allowed):
+        return None
+    prefix = 24 if subject.version == 4 else 64
+    network = ipaddress.ip_network(f"{subject}/{prefix}", strict=False)
+    return (
+        f"{shown} is {DESCRIPTIONS[kind]}. To run daemons there, add its network "
+        f"to the DAEMON_ALLOWED_NETWORKS setting (for example {network})."
     )
+
+
+def check_address(ip: IPAddress, allowed: Iterable[Network] | None = None) -> None:
+    reason = refusal(ip, allowed)
+    if reason is not None:
+        raise HostRefused(reason)
 
 
 def resolve(host: str) -> list[str]:
@@ -162,12 +177,11 @@ def check_host(
         raise HostRefused(f"{host} resolves to no address.")
     addresses: list[IPAddress] = []
     for ip in candidates:
-        try:
-            check_address(ip, allowed)
-        except HostRefused as e:
-            if str(ip) == host:
-                raise
-            raise HostRefused(f"{host} resolves to {e}") from None
+        reason = refusal(ip, allowed)
+        if reason is not None and str(ip) == host:
+            raise HostRefused(reason)
+        if reason is not None:
+            raise HostRefused(f"{host} resolves to {ip}, which is refused: {reason}")
         if ip not in addresses:
             addresses.append(ip)
     return addresses

@@ -2,7 +2,7 @@ from urllib.parse import quote
 
 from django.contrib import messages
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import F, ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
@@ -23,7 +23,9 @@ def _reveal_once(request: HttpRequest, node: Node) -> None:
 
 @admin_required
 def index(request: HttpRequest) -> HttpResponse:
-    nodes = Node.objects.select_related("location").order_by("location__name", "name")
+    nodes = Node.objects.select_related("location").order_by(
+        F("location__name").asc(nulls_last=True), "name"
+    )
     return render(request, "nodes/index.html", {"nodes": nodes})
 
 

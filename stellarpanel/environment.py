@@ -83,7 +83,7 @@ def database_from_url(name: str, url: str, base_dir: str) -> dict:
             port = parts.port
         except ValueError:
             raise ImproperlyConfigured(
-                f"{name} has a port that is not a number."
+                f"{name} has a port that is not a number from 1 to 65535."
             ) from None
         return {
             "ENGINE": "django.db.backends.postgresql",

@@ -39,7 +39,9 @@ if not SECRET_KEY:
 
 # Fernet keys that encrypt daemon tokens at rest. The first one encrypts; all of
 # them decrypt, so a key can be rotated by putting the new one first.
-ENCRYPTION_KEYS = envlist("ENCRYPTION_KEY", [])
+ENCRYPTION_KEYS = [
+    k.strip() for k in envsecret("ENCRYPTION_KEY").split(",") if k.strip()
+]
 if not ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(

@@ -64,6 +64,9 @@ ADDRESSES: list[tuple[str, str | None]] = [
     ("::127.0.0.1", "loopback"),
     # Public addresses, some right next to the edge of a private range.
     ("8.8.8.8", None),
+    ("::ffff:8.8.8.8", None),
+    ("64:ff9b::808:808", None),
+    ("2002:808:808::1", None),
     ("1.1.1.1", None),
     ("2606:4700:4700::1111", None),
     ("2001:4860:4860::8888", None),
@@ -87,11 +90,14 @@ ALLOWED_NETWORKS: list[tuple[str, str, str | None]] = [
     ("198.51.100.7", "198.51.100.0/24", None),
     ("240.0.0.1", "240.0.0.0/4", None),
     ("2001:db8::1", "2001:db8::/32", None),
-    ("2002:7f00:1::1", "2002::/16", None),
+    # An IPv6 form of an IPv4 address is judged by the IPv4 address, both ways.
+    ("2002:7f00:1::1", "2002::/16", "loopback"),
+    ("2002:7f00:1::1", "127.0.0.0/8", None),
+    ("::ffff:10.0.0.1", "10.0.0.0/8", None),
+    ("::ffff:10.0.0.1", "::ffff:0:0/96", "private"),
     # A network that does not hold the address does not help.
     ("10.1.2.3", "192.168.0.0/16", "private"),
     ("10.1.2.3", "fd00::/8", "private"),
-    ("::ffff:10.0.0.1", "10.0.0.0/8", "private"),
     # Unspecified, multicast and link-local never pass, whatever the setting says.
     ("0.0.0.0", "0.0.0.0/0", "unspecified"),
     ("::", "::/0", "unspecified"),
