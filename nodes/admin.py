@@ -1,10 +1,27 @@
+from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 
+from nodes.hosts import HostRefused, check_host, normalize_host
 from nodes.models import Allocation, Node
+
+
+class NodeAdminForm(forms.ModelForm):
+    class Meta:
+        model = Node
+        fields = "__all__"
+
+    def clean_host(self) -> str:
+        try:
+            check_host(self.cleaned_data["host"])
+        except HostRefused as e:
+            raise forms.ValidationError(str(e), code="host") from None
+        return normalize_host(self.cleaned_data["host"])
 
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
+    form = NodeAdminForm
     list_display = [
         "name",
         "location",
@@ -21,8 +38,16 @@ class NodeAdmin(admin.ModelAdmin):
     list_filter = ["status", "protocol", "location"]
     search_fields = ["name", "host", "token_id"]
     list_select_related = ["location"]
-    # The encrypted token never appears here; rotate it from the node's page.
+    # The token never appears here: it is shown once on the panel's credentials
+    # page, and rotated there.
     readonly_fields = ["token_id", "status", "latency_ms", "last_heartbeat", "created"]
+
+    def save_model(
+        self, request: HttpRequest, obj: Node, form: forms.ModelForm, change: bool
+    ) -> None:
+        if not obj.token_id:
+            obj.set_new_token()
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Allocation)

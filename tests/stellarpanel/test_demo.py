@@ -1,0 +1,47 @@
+import io
+import re
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from locations.models import Location
+from nodes.models import Node
+
+pytestmark = pytest.mark.django_db
+
+
+def run_demo() -> dict[str, str]:
+    out = io.StringIO()
+    call_command("demo", no_serve=True, stdout=out)
+    return dict(
+        re.findall(r"^\s+(?:Admin|Owner):\s+(\w+) / (\S+)$", out.getvalue(), re.M)
+    )
+
+
+class TestDemo:
+    def test_it_seeds_logins_that_work(self) -> None:
+        logins = run_demo()
+        admin = authenticate(username="admin", password=logins["admin"])
+        owner = authenticate(username="owner", password=logins["owner"])
+        assert admin is not None and admin.is_staff
+        assert owner is not None and not owner.is_staff
+
+    def test_it_seeds_locations_and_a_node(self) -> None:
+        run_demo()
+        assert set(Location.objects.values_list("name", flat=True)) == {
+            "US West",
+            "EU Central",
+        }
+        node = Node.objects.get()
+        assert node.location.place == "Los Angeles, US"
+        assert len(node.daemon_token()) == 43
+
+    def test_it_can_run_again(self) -> None:
+        first = run_demo()
+        second = run_demo()
+        assert Node.objects.count() == 1 and Location.objects.count() == 2
+        # Each run prints fresh passwords, and only those work.
+        assert first["admin"] != second["admin"]
+        assert authenticate(username="admin", password=second["admin"]) is not None
+        assert authenticate(username="admin", password=first["admin"]) is None
