@@ -9,7 +9,18 @@ from nodes.models import Allocation, Node
 class NodeAdminForm(forms.ModelForm):
     class Meta:
         model = Node
-        fields = "__all__"
+        fields = [
+            "name",
+            "location",
+            "host",
+            "port",
+            "protocol",
+            "cpu_cores",
+            "memory_mb",
+            "disk_mb",
+            "sftp_port",
+            "upload_limit_mb",
+        ]
 
     def clean_host(self) -> str:
         try:

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
+from nodes.credentials import CredentialsUnreadable
 from nodes.forms import HostCheckForm, NodeEditForm, NodeForm
 from nodes.hosts import HostRefused, check_host
 from nodes.models import Node
@@ -83,11 +84,15 @@ def credentials(request: HttpRequest, pk: int) -> HttpResponse:
     node = get_object_or_404(Node, pk=pk)
     ctx: dict = {"node": node}
     if request.session.pop(REVEAL_KEY, None) == node.pk:
-        ctx["token"] = node.daemon_token()
-        ctx["config"] = node.daemon_config(ctx["token"])
-        ctx["config_href"] = "data:application/toml;charset=utf-8," + quote(
-            ctx["config"]
-        )
+        try:
+            ctx["token"] = node.daemon_token()
+        except CredentialsUnreadable as e:
+            messages.error(request, f"The token of {node.name} is unreadable: {e}")
+        else:
+            ctx["config"] = node.daemon_config(ctx["token"])
+            ctx["config_href"] = "data:application/toml;charset=utf-8," + quote(
+                ctx["config"]
+            )
     response = render(request, "nodes/credentials.html", ctx)
     # The token must not outlive this response in a cache or the back button.
     add_never_cache_headers(response)

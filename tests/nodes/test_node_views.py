@@ -362,3 +362,21 @@ class TestNodePermissions:
         admin_user.is_active = False
         admin_user.save()
         assert client.get("/admin/nodes/").status_code == 302
+
+
+class TestUnreadableToken:
+    def test_it_says_so_instead_of_failing(
+        self, admin_client: Client, node: Node, settings
+    ) -> None:
+        from cryptography.fernet import Fernet
+
+        from nodes.views import REVEAL_KEY
+
+        session = admin_client.session
+        session[REVEAL_KEY] = node.pk
+        session.save()
+        settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+        r = admin_client.get(f"/admin/nodes/{node.pk}/credentials/")
+        assert r.status_code == 200
+        assert "unreadable" in r.content.decode()
+        assert "Rotate token" in r.content.decode()
