@@ -64,7 +64,7 @@ def database_from_url(name: str, url: str, base_dir: str) -> dict:
         if not os.path.isabs(path):
             path = os.path.join(base_dir, path)
         return {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "stellarpanel.sqlite",
             "NAME": path,
             "OPTIONS": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",

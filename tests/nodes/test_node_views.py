@@ -380,3 +380,25 @@ class TestUnreadableToken:
         assert r.status_code == 200
         assert "unreadable" in r.content.decode()
         assert "Rotate token" in r.content.decode()
+
+
+class TestDaemonConfig:
+    @pytest.mark.parametrize("protocol", ["HTTP", "HTTPS", "HTTPS_PROXY"])
+    def test_it_writes_a_toml_file_the_daemon_can_read(
+        self, node: Node, protocol: str, settings
+    ) -> None:
+        import tomllib
+
+        settings.PANEL_URL = "https://panel.example.com"
+        node.protocol = protocol
+        config = tomllib.loads(node.daemon_config("secret-token"))
+        assert config["panel"] == {
+            "url": "https://panel.example.com",
+            "token_id": node.token_id,
+            "token": "secret-token",
+        }
+        assert config["api"]["port"] == 8080
+        assert config["api"]["upload_limit_mb"] == 100
+        assert ("tls_cert" in config["api"]) == (protocol == "HTTPS")
+        assert config["sftp"]["port"] == 2022
+        assert config["system"]["data_dir"] == "/var/lib/stellar"

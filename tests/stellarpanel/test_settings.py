@@ -104,14 +104,14 @@ class TestEnvironment:
         database = database_from_url(
             "DATABASE_URL", "sqlite:///db.sqlite3", "/srv/stellarpanel"
         )
-        assert database["ENGINE"] == "django.db.backends.sqlite3"
+        assert database["ENGINE"] == "stellarpanel.sqlite"
         assert database["NAME"] == "/srv/stellarpanel/db.sqlite3"
 
     def test_it_reads_an_absolute_sqlite_url(self) -> None:
         database = database_from_url(
             "DATABASE_URL", "sqlite:////tmp/x.db", "/srv/stellarpanel"
         )
-        assert database["ENGINE"] == "django.db.backends.sqlite3"
+        assert database["ENGINE"] == "stellarpanel.sqlite"
         assert database["NAME"] == "/tmp/x.db"
 
     @pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
