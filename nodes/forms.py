@@ -1,4 +1,5 @@
 from django import forms
+from django.core.exceptions import ValidationError
 
 from nodes.hosts import HostRefused, check_host, normalize_host
 from nodes.models import MAX_DISK_GB, MAX_MEMORY_GB, MB_PER_GB, Node
@@ -44,6 +45,16 @@ class NodeEditForm(forms.ModelForm):
                 gb = self.cleaned_data[f"{field}_gb"]
                 setattr(self.instance, f"{field}_mb", gb * MB_PER_GB)
         super()._post_clean()
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        # The model names memory_mb and disk_mb; the form's fields are in GB.
+        if hasattr(errors, "error_dict"):
+            for field in ("memory", "disk"):
+                if f"{field}_mb" in errors.error_dict:
+                    errors.error_dict[f"{field}_gb"] = errors.error_dict.pop(
+                        f"{field}_mb"
+                    )
+        super()._update_errors(errors)
 
 
 class NodeForm(NodeEditForm):

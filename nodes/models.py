@@ -1,7 +1,11 @@
+from dataclasses import dataclass
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from nodes import credentials
 from nodes.hosts import HostRefused, normalize_host
@@ -21,9 +25,54 @@ def validate_host(value: str) -> None:
     try:
         normalize_host(value)
     except HostRefused as e:
-        from django.core.exceptions import ValidationError
-
         raise ValidationError(str(e), code="host") from None
+
+
+# Each resource: its field, its name in a sentence, its unit.
+RESOURCE_NAMES = (
+    ("cpu", "CPU", "%"),
+    ("memory_mb", "memory", "MB"),
+    ("disk_mb", "disk", "MB"),
+)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU in percent of one core, memory and disk in MB."""
+
+    cpu: int
+    memory_mb: int
+    disk_mb: int
+
+    def __sub__(self, other: "Resources") -> "Resources":
+        return Resources(
+            self.cpu - other.cpu,
+            self.memory_mb - other.memory_mb,
+            self.disk_mb - other.disk_mb,
+        )
+
+
+def _used(resource: str) -> Subquery:
+    from servers.models import Server
+
+    sums = (
+        Server.objects.filter(node=OuterRef("pk"))
+        .order_by()
+        .values("node")
+        .annotate(total=Sum(resource))
+        .values("total")
+    )
+    return Coalesce(Subquery(sums), Value(0))
+
+
+class NodeQuerySet(QuerySet):
+    def with_usage(self) -> "NodeQuerySet":
+        """Annotate used_cpu, used_memory_mb and used_disk_mb in the same query."""
+        return self.annotate(
+            used_cpu=_used("cpu"),
+            used_memory_mb=_used("memory_mb"),
+            used_disk_mb=_used("disk_mb"),
+        )
 
 
 class Node(models.Model):
@@ -78,6 +127,8 @@ class Node(models.Model):
     last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
+    objects = NodeQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -117,6 +168,65 @@ class Node(models.Model):
     @property
     def is_online(self) -> bool:
         return self.status == self.Status.ONLINE
+
+    @property
+    def limits(self) -> Resources:
+        return Resources(self.cpu_cores * 100, self.memory_mb, self.disk_mb)
+
+    def usage(self, excluding: "int | None" = None) -> Resources:
+        """What the node's servers use, from annotations when the query made them."""
+        if excluding is None and hasattr(self, "used_cpu"):
+            return Resources(self.used_cpu, self.used_memory_mb, self.used_disk_mb)
+        servers = self.servers.exclude(pk=excluding) if self.pk else self.servers.none()
+        totals = servers.aggregate(
+            cpu=Coalesce(Sum("cpu"), 0),
+            memory_mb=Coalesce(Sum("memory_mb"), 0),
+            disk_mb=Coalesce(Sum("disk_mb"), 0),
+        )
+        return Resources(**totals)
+
+    def free(self, excluding: "int | None" = None) -> Resources:
+        return self.limits - self.usage(excluding)
+
+    def shortfalls(
+        self, wanted: Resources, excluding: "int | None" = None
+    ) -> list[str]:
+        """Why a server asking for `wanted` does not fit, one sentence a resource."""
+        free = self.free(excluding)
+        sentences = []
+        for field, name, unit in RESOURCE_NAMES:
+            left, asked = getattr(free, field), getattr(wanted, field)
+            if asked > left:
+                sentences.append(
+                    f"node {self.name} has {max(left, 0)} {unit} of {name} free; "
+                    f"this server asks for {asked} {unit}"
+                )
+        return sentences
+
+    def clean(self) -> None:
+        # Lowering limits below what the servers use is refused (the database
+        # refuses it too; this says so in words).
+        if not self.pk or None in (self.cpu_cores, self.memory_mb, self.disk_mb):
+            return
+        used = self.usage()
+        errors = {}
+        if self.cpu_cores * 100 < used.cpu:
+            errors["cpu_cores"] = (
+                f"The servers on this node use {used.cpu} % CPU "
+                f"({-(-used.cpu // 100)} cores); the node needs at least that."
+            )
+        if self.memory_mb < used.memory_mb:
+            errors["memory_mb"] = (
+                f"The servers on this node use {used.memory_mb} MB of memory; "
+                "the node needs at least that."
+            )
+        if self.disk_mb < used.disk_mb:
+            errors["disk_mb"] = (
+                f"The servers on this node use {used.disk_mb} MB of disk; "
+                "the node needs at least that."
+            )
+        if errors:
+            raise ValidationError(errors)
 
     def set_new_token(self) -> str:
         """Give the node fresh credentials (unsaved); return the token in clear."""
@@ -169,12 +279,17 @@ class Allocation(models.Model):
     port = models.PositiveIntegerField(validators=_between(1024, 65535))
     alias = models.CharField(max_length=253, blank=True)
     notes = models.CharField(max_length=256, blank=True)
+    # Deleting a server frees its allocations: the database does it (see the
+    # server_delete_frees trigger), whatever deletes the server.
     server = models.ForeignKey(
         "servers.Server",
-        models.SET_NULL,
+        models.DO_NOTHING,
         null=True,
         blank=True,
         related_name="allocations",
+    )
+    is_primary = models.BooleanField(
+        "primary", default=False, help_text="The server's main address."
     )
 
     class Meta:
@@ -185,8 +300,30 @@ class Allocation(models.Model):
                 name="allocation_unique_per_node",
                 violation_error_message="This node already has this IP and port.",
             ),
+            models.UniqueConstraint(
+                fields=["server"],
+                condition=Q(is_primary=True),
+                name="allocation_one_primary_per_server",
+                violation_error_message="A server has one primary allocation.",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_primary=False) | Q(server__isnull=False),
+                name="allocation_primary_is_assigned",
+                violation_error_message="Only an assigned allocation can be primary.",
+            ),
+            models.CheckConstraint(
+                condition=Q(port__gte=1024, port__lte=65535),
+                name="allocation_port_in_range",
+                violation_error_message="Ports go from 1024 to 65535.",
+            ),
         ]
 
     def __str__(self) -> str:
         ip = f"[{self.ip}]" if ":" in self.ip else self.ip
         return f"{ip}:{self.port}"
+
+    def clean(self) -> None:
+        if self.server_id and self.node_id and self.server.node_id != self.node_id:
+            raise ValidationError(
+                {"server": f"{self.server} is on another node than this allocation."}
+            )

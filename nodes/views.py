@@ -13,6 +13,7 @@ from nodes.forms import HostCheckForm, NodeEditForm, NodeForm
 from nodes.hosts import HostRefused, check_host
 from nodes.models import Node
 from stellarpanel.auth import admin_required
+from stellarpanel.dbrules import refusal
 
 # The session key that lets the credentials page show a node's token once.
 REVEAL_KEY = "nodes.reveal_token"
@@ -24,8 +25,10 @@ def _reveal_once(request: HttpRequest, node: Node) -> None:
 
 @admin_required
 def index(request: HttpRequest) -> HttpResponse:
-    nodes = Node.objects.select_related("location").order_by(
-        F("location__name").asc(nulls_last=True), "name"
+    nodes = (
+        Node.objects.with_usage()
+        .select_related("location")
+        .order_by(F("location__name").asc(nulls_last=True), "name")
     )
     return render(request, "nodes/index.html", {"nodes": nodes})
 
@@ -59,10 +62,13 @@ def check_host_view(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    node = get_object_or_404(Node.objects.select_related("location"), pk=pk)
+    node = get_object_or_404(
+        Node.objects.with_usage().select_related("location"), pk=pk
+    )
+    servers = node.servers.select_related("owner").prefetch_related("allocations")
     ctx = {
         "node": node,
-        "servers": node.servers.select_related("owner"),
+        "servers": servers,
         "allocations": node.allocations.select_related("server"),
     }
     return render(request, "nodes/detail.html", ctx)
@@ -73,9 +79,15 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
     node = get_object_or_404(Node, pk=pk)
     form = NodeEditForm(request.POST or None, instance=node)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, f"Node {node.name} was saved.")
-        return redirect("nodes:detail", pk=node.pk)
+        try:
+            with transaction.atomic():
+                form.save()
+        except IntegrityError as e:
+            # A server grew between the form's check and the save.
+            form.add_error(None, refusal(e) or "The node could not be saved.")
+        else:
+            messages.success(request, f"Node {node.name} was saved.")
+            return redirect("nodes:detail", pk=node.pk)
     return render(request, "nodes/form.html", {"form": form, "node": node})
 
 

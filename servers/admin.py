@@ -7,7 +7,7 @@ from servers.models import Server
 class ServerAdmin(admin.ModelAdmin):
     list_display = [
         "name",
-        "uuid",
+        "public_id",
         "owner",
         "node",
         "status",
@@ -17,6 +17,12 @@ class ServerAdmin(admin.ModelAdmin):
         "created",
     ]
     list_filter = ["status", "node"]
-    search_fields = ["name", "uuid", "owner__username", "owner__email", "node__name"]
+    search_fields = [
+        "name",
+        "public_id",
+        "owner__username",
+        "owner__email",
+        "node__name",
+    ]
     list_select_related = ["owner", "node"]
     raw_id_fields = ["owner"]

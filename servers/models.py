@@ -1,32 +1,88 @@
-import uuid
+import secrets
+import string
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
+
+from nodes.models import Allocation, Resources
+
+PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
+PUBLIC_ID_LENGTH = 10
+MAX_CPU_PERCENT = 4096 * 100
+
+
+def generate_public_id() -> str:
+    """10 characters of [a-z0-9]: part of SFTP usernames, so never a dot."""
+    return "".join(secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
 
 
 class Server(models.Model):
     class Status(models.TextChoices):
         INSTALLING = "installing"
-        INSTALL_FAILED = "install_failed"
+        INSTALL_FAILED = "install_failed", "Install failed"
         OFFLINE = "offline"
         STARTING = "starting"
         RUNNING = "running"
         STOPPING = "stopping"
 
-    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.CharField(
+        "ID", max_length=16, unique=True, default=generate_public_id, editable=False
+    )
     name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.PROTECT, related_name="servers"
     )
     node = models.ForeignKey("nodes.Node", models.PROTECT, related_name="servers")
-    cpu = models.PositiveIntegerField("CPU (% of one core)")
-    memory_mb = models.PositiveIntegerField("memory (MB)")
-    disk_mb = models.PositiveIntegerField("disk (MB)")
+    cpu = models.PositiveIntegerField(
+        "CPU (%)",
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CPU_PERCENT)],
+        help_text="Percent of one core: 100 is one core, 250 two and a half.",
+    )
+    memory_mb = models.PositiveIntegerField(
+        "memory (MB)", validators=[MinValueValidator(1)]
+    )
+    disk_mb = models.PositiveIntegerField(
+        "disk (MB)", validators=[MinValueValidator(1)]
+    )
     status = models.CharField(max_length=14, choices=Status, default=Status.INSTALLING)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(cpu__gte=1) & Q(memory_mb__gte=1) & Q(disk_mb__gte=1),
+                name="server_resources_positive",
+            ),
+            models.CheckConstraint(
+                condition=~Q(public_id__contains="."),
+                name="server_public_id_has_no_dot",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.cpu, self.memory_mb, self.disk_mb)
+
+    @property
+    def primary_allocation(self) -> Allocation | None:
+        # Uses prefetched allocations where the query made them.
+        return next((a for a in self.allocations.all() if a.is_primary), None)
+
+    @property
+    def additional_allocations(self) -> list[Allocation]:
+        return [a for a in self.allocations.all() if not a.is_primary]
+
+    def clean(self) -> None:
+        if not self.node_id or None in (self.cpu, self.memory_mb, self.disk_mb):
+            return
+        shortfalls = self.node.shortfalls(self.resources, excluding=self.pk)
+        if shortfalls:
+            raise ValidationError("; ".join(shortfalls).capitalize() + ".")

@@ -12,6 +12,8 @@ nodes_allocation, servers_server or locations_location must create them again.
 
 from django.db import migrations
 
+from stellarpanel.migration_sql import per_vendor
+
 SQLITE = [
     """
     CREATE TRIGGER node_delete_guard BEFORE DELETE ON nodes_node
@@ -79,14 +81,6 @@ POSTGRESQL_REVERSE = [
 ]
 
 
-def run(statements: dict[str, list[str]]):
-    def apply(apps, schema_editor) -> None:
-        for sql in statements[schema_editor.connection.vendor]:
-            schema_editor.execute(sql)
-
-    return apply
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("locations", "0001_initial"),
@@ -95,8 +89,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(
-            run({"sqlite": SQLITE, "postgresql": POSTGRESQL}),
-            run({"sqlite": SQLITE_REVERSE, "postgresql": POSTGRESQL_REVERSE}),
+        per_vendor(
+            {"sqlite": SQLITE, "postgresql": POSTGRESQL},
+            {"sqlite": SQLITE_REVERSE, "postgresql": POSTGRESQL_REVERSE},
         ),
     ]
