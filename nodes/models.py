@@ -4,7 +4,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    Aggregate,
+    Count,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
 from nodes import credentials
@@ -52,26 +61,28 @@ class Resources:
         )
 
 
-def _used(resource: str) -> Subquery:
+def _of_servers(aggregate: Aggregate) -> Coalesce:
+    """A per-node aggregate of its servers, as a subquery: no join, no GROUP BY."""
     from servers.models import Server
 
-    sums = (
+    totals = (
         Server.objects.filter(node=OuterRef("pk"))
         .order_by()
         .values("node")
-        .annotate(total=Sum(resource))
+        .annotate(total=aggregate)
         .values("total")
     )
-    return Coalesce(Subquery(sums), Value(0))
+    return Coalesce(Subquery(totals), Value(0))
 
 
 class NodeQuerySet(QuerySet):
     def with_usage(self) -> "NodeQuerySet":
-        """Annotate used_cpu, used_memory_mb and used_disk_mb in the same query."""
+        """Annotate what the servers use, and how many there are, in one query."""
         return self.annotate(
-            used_cpu=_used("cpu"),
-            used_memory_mb=_used("memory_mb"),
-            used_disk_mb=_used("disk_mb"),
+            used_cpu=_of_servers(Sum("cpu")),
+            used_memory_mb=_of_servers(Sum("memory_mb")),
+            used_disk_mb=_of_servers(Sum("disk_mb")),
+            server_count=_of_servers(Count("pk")),
         )
 
 
@@ -190,16 +201,16 @@ class Node(models.Model):
 
     def shortfalls(
         self, wanted: Resources, excluding: "int | None" = None
-    ) -> list[str]:
-        """Why a server asking for `wanted` does not fit, one sentence a resource."""
+    ) -> dict[str, str]:
+        """Why a server asking for `wanted` does not fit: a sentence a resource."""
         free = self.free(excluding)
-        sentences = []
+        sentences = {}
         for field, name, unit in RESOURCE_NAMES:
             left, asked = getattr(free, field), getattr(wanted, field)
             if asked > left:
-                sentences.append(
-                    f"node {self.name} has {max(left, 0)} {unit} of {name} free; "
-                    f"this server asks for {asked} {unit}"
+                sentences[field] = (
+                    f"Node {self.name} has {max(left, 0)} {unit} of {name} free; "
+                    f"this server asks for {asked} {unit}."
                 )
         return sentences
 

@@ -85,4 +85,4 @@ class Server(models.Model):
             return
         shortfalls = self.node.shortfalls(self.resources, excluding=self.pk)
         if shortfalls:
-            raise ValidationError("; ".join(shortfalls).capitalize() + ".")
+            raise ValidationError(shortfalls)

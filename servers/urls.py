@@ -5,4 +5,16 @@ from servers import views
 app_name = "servers"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("<slug:public_id>/", views.detail, name="detail"),
 ]
+
+admin_urlpatterns = (
+    [
+        path("", views.admin_index, name="index"),
+        path("new/", views.create, name="create"),
+        path("new/allocations/", views.create_allocations, name="create_allocations"),
+        path("<slug:public_id>/edit/", views.edit, name="edit"),
+        path("<slug:public_id>/delete/", views.delete, name="delete"),
+    ],
+    "server_admin",
+)

@@ -1,11 +1,136 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
 
+from nodes.models import Allocation
+from servers.forms import ServerCreateForm, ServerForm
 from servers.models import Server
+from stellarpanel.auth import admin_required
+from stellarpanel.dbrules import refusal
+
+
+def _servers() -> QuerySet:
+    return Server.objects.select_related("owner", "node__location").prefetch_related(
+        Prefetch("allocations", queryset=Allocation.objects.order_by("-is_primary"))
+    )
+
+
+def _server_for(request: HttpRequest, public_id: str) -> Server:
+    """The server, if the user may see it: its owner and admins; 404 otherwise."""
+    servers = _servers()
+    if not request.user.is_staff:
+        servers = servers.filter(owner=request.user)
+    return get_object_or_404(servers, public_id=public_id)
+
+
+class AllocationTaken(Exception):
+    """An allocation the form offered was assigned elsewhere before the save."""
+
+
+def _assign(server: Server, allocations: list[Allocation]) -> None:
+    """Give the server exactly these allocations, the first one primary."""
+    chosen = [a.pk for a in allocations]
+    Allocation.objects.filter(server=server).exclude(pk__in=chosen).update(
+        server=None, is_primary=False
+    )
+    Allocation.objects.filter(server=server).update(is_primary=False)
+    Allocation.objects.filter(pk__in=chosen, server__isnull=True).update(server=server)
+    if Allocation.objects.filter(pk__in=chosen, server=server).count() != len(chosen):
+        raise AllocationTaken
+    Allocation.objects.filter(pk=chosen[0]).update(is_primary=True)
+
+
+def _save(form: ServerForm) -> Server | None:
+    """Save the server and its allocations at once, or say why not."""
+    creating = form.instance.pk is None
+    try:
+        with transaction.atomic():
+            server = form.save()
+            _assign(server, form.allocations())
+    except (AllocationTaken, IntegrityError) as e:
+        if creating:
+            form.instance.pk = None
+        _explain(form, e)
+    else:
+        return server
+    return None
+
+
+def _explain(form: ServerForm, error: Exception) -> None:
+    if isinstance(error, AllocationTaken):
+        form.add_error(
+            None, "An allocation was taken by another server meanwhile; choose again."
+        )
+        return
+    # The database saw a server the form's check could not (a race).
+    node = form.instance.node
+    shortfalls = node.shortfalls(form.instance.resources, form.instance.pk)
+    for field, sentence in shortfalls.items():
+        form.add_error(field, sentence)
+    if not shortfalls:
+        form.add_error(None, refusal(error) or "The server could not be saved.")
 
 
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
-    servers = Server.objects.filter(owner=request.user).select_related("node__location")
+    servers = _servers().filter(owner=request.user)
     return render(request, "servers/index.html", {"servers": servers})
+
+
+@login_required
+def detail(request: HttpRequest, public_id: str) -> HttpResponse:
+    server = _server_for(request, public_id)
+    return render(request, "servers/detail.html", {"server": server})
+
+
+@admin_required
+def admin_index(request: HttpRequest) -> HttpResponse:
+    servers = _servers().order_by("node__name", "name")
+    return render(request, "servers/admin_index.html", {"servers": servers})
+
+
+@admin_required
+def create(request: HttpRequest) -> HttpResponse:
+    form = ServerCreateForm(request.POST or None, initial=request.GET.dict())
+    if request.method == "POST" and form.is_valid():
+        server = _save(form)
+        if server is not None:
+            messages.success(request, f"Server {server.name} was created.")
+            return redirect("servers:detail", public_id=server.public_id)
+    return render(request, "servers/form.html", {"form": form})
+
+
+@admin_required
+def create_allocations(request: HttpRequest) -> HttpResponse:
+    """The allocation fields for the node chosen on the create form (htmx)."""
+    form = ServerCreateForm(initial={"node": request.GET.get("node")})
+    return render(request, "servers/form.html#allocation_fields", {"form": form})
+
+
+@admin_required
+def edit(request: HttpRequest, public_id: str) -> HttpResponse:
+    server = get_object_or_404(
+        Server.objects.select_related("node"), public_id=public_id
+    )
+    form = ServerForm(request.POST or None, instance=server)
+    if request.method == "POST" and form.is_valid() and _save(form) is not None:
+        messages.success(request, f"Server {server.name} was saved.")
+        return redirect("servers:detail", public_id=server.public_id)
+    return render(request, "servers/form.html", {"form": form, "server": server})
+
+
+@admin_required
+def delete(request: HttpRequest, public_id: str) -> HttpResponse:
+    server = get_object_or_404(Server, public_id=public_id)
+    if request.method == "POST":
+        node = server.node
+        server.delete()
+        messages.success(
+            request,
+            f"Server {server.name} was deleted and its allocations are free again.",
+        )
+        return redirect("nodes:detail", pk=node.pk)
+    return render(request, "servers/delete.html", {"server": server})

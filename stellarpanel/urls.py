@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from servers.urls import admin_urlpatterns as server_admin_urls
+
 admin.site.site_header = "StellarPanel data"
 admin.site.site_title = "StellarPanel data"
 admin.site.index_title = "Raw data fixes"
@@ -16,6 +18,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("servers/", include("servers.urls")),
+    path("admin/servers/", include(server_admin_urls)),
     path("admin/nodes/", include("nodes.urls")),
     path("admin/locations/", include("locations.urls")),
     path("django-admin/", admin.site.urls),
