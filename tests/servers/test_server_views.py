@@ -113,12 +113,14 @@ class TestServerCreate:
             (
                 "memory_mb",
                 "20000",
-                "Node alpha has 16384 MB of memory free; this server asks for 20000 MB.",
+                "Node alpha has 16384 MB of memory free; "
+                "this server asks for 20000 MB.",
             ),
             (
                 "disk_mb",
                 "300000",
-                "Node alpha has 204800 MB of disk free; this server asks for 300000 MB.",
+                "Node alpha has 204800 MB of disk free; "
+                "this server asks for 300000 MB.",
             ),
         ],
     )
