@@ -6,7 +6,8 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from locations.models import Location
-from nodes.models import Node
+from nodes.models import Allocation, Node
+from servers.models import Server
 
 pytestmark = pytest.mark.django_db
 
@@ -36,11 +37,17 @@ class TestDemo:
         node = Node.objects.get()
         assert node.location.place == "Los Angeles, US"
         assert len(node.daemon_token()) == 43
+        # The owner has servers, each at an allocation of the node.
+        servers = Server.objects.filter(owner__username="owner", node=node)
+        assert servers.count() == 2
+        assert all(s.primary_allocation is not None for s in servers)
+        assert node.allocations.count() == 10
 
     def test_it_can_run_again(self) -> None:
         first = run_demo()
         second = run_demo()
         assert Node.objects.count() == 1 and Location.objects.count() == 2
+        assert Server.objects.count() == 2 and Allocation.objects.count() == 10
         # Each run prints fresh passwords, and only those work.
         assert first["admin"] != second["admin"]
         assert authenticate(username="admin", password=second["admin"]) is not None

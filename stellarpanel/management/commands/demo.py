@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from locations.models import Location
-from nodes.models import MB_PER_GB, Node
+from nodes.models import MB_PER_GB, Allocation, Node
+from servers.models import Server
 
 DEMO_NETWORKS = "127.0.0.0/8,::1/128"
 
@@ -19,7 +20,8 @@ DEMO_NETWORKS = "127.0.0.0/8,::1/128"
 class Command(BaseCommand):
     help = (
         "Set up a demonstration panel on this machine: migrate, seed an admin, an "
-        "owner, locations and a node, then serve the panel under Daphne."
+        "owner, locations, a node with allocations and servers, then serve the "
+        "panel under Daphne."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -63,7 +65,8 @@ class Command(BaseCommand):
             name="EU Central",
             defaults={"country": "DE", "city": "Frankfurt"},
         )
-        if not Node.objects.filter(host="127.0.0.1", port=8080).exists():
+        node = Node.objects.filter(host="127.0.0.1", port=8080).first()
+        if node is None:
             node = Node(
                 name="Local node",
                 location=west,
@@ -76,7 +79,34 @@ class Command(BaseCommand):
             )
             node.set_new_token()
             node.save()
+        self.seed_servers(node, User.objects.get(username="owner"))
         return passwords
+
+    def seed_servers(self, node: Node, owner) -> None:
+        Allocation.objects.bulk_create(
+            [
+                Allocation(node=node, ip="127.0.0.1", port=port)
+                for port in range(25565, 25575)
+            ],
+            ignore_conflicts=True,
+        )
+        if node.servers.exists():
+            return
+        for name, port, cpu, memory_mb in (
+            ("Survival", 25565, 200, 2048),
+            ("Creative", 25566, 100, 1024),
+        ):
+            server = Server.objects.create(
+                name=name,
+                owner=owner,
+                node=node,
+                cpu=cpu,
+                memory_mb=memory_mb,
+                disk_mb=5120,
+            )
+            Allocation.objects.filter(node=node, port=port).update(
+                server=server, is_primary=True
+            )
 
     def serve(self, bind: str, port: int) -> None:
         env = dict(os.environ)
