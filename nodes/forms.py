@@ -1,8 +1,11 @@
+import ipaddress
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from nodes.hosts import HostRefused, check_host, normalize_host
-from nodes.models import MAX_DISK_GB, MAX_MEMORY_GB, MB_PER_GB, Node
+from nodes.models import MAX_DISK_GB, MAX_MEMORY_GB, MB_PER_GB, Allocation, Node
+from nodes.ports import PortListError, parse_ports
 
 
 class NodeEditForm(forms.ModelForm):
@@ -99,3 +102,76 @@ class NodeForm(NodeEditForm):
 
 class HostCheckForm(forms.Form):
     host = forms.CharField(max_length=253)
+
+
+class AllocationCreateForm(forms.Form):
+    """Many allocations at once: one IP address, a list of ports and ranges."""
+
+    # NB: this is the address players connect to, not one the panel connects to,
+    # so the daemon's SSRF host policy does not apply.
+    ip = forms.CharField(
+        label="IP address",
+        max_length=45,
+        help_text="The address players connect to.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "list": "node-ips"}
+        ),
+    )
+    ports = forms.CharField(
+        max_length=40000,
+        help_text="Ports and ranges, such as 25565, 25570-25580.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    alias = forms.CharField(
+        max_length=253,
+        required=False,
+        help_text="Shown instead of the IP, such as a DNS name.",
+    )
+    notes = forms.CharField(max_length=256, required=False)
+
+    def clean_ip(self) -> str:
+        value = self.cleaned_data["ip"]
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValidationError(
+                f"'{value}' is not an IPv4 or IPv6 address.", code="invalid"
+            ) from None
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if address.version == 6 and address.scope_id:
+            raise ValidationError(
+                "Players cannot use a zone index (%…); leave it out.", code="zone"
+            )
+        if address.is_unspecified:
+            raise ValidationError(
+                f"{address} stands for every address of the machine; give the one "
+                "players connect to.",
+                code="unspecified",
+            )
+        if address.is_multicast:
+            raise ValidationError(
+                f"{address} is a multicast address; players cannot connect to it.",
+                code="multicast",
+            )
+        return str(address)
+
+    def clean_ports(self) -> list[int]:
+        try:
+            return parse_ports(self.cleaned_data["ports"])
+        except PortListError as e:
+            raise ValidationError(str(e), code="ports") from None
+
+
+class AllocationDeleteForm(forms.Form):
+    """Which of a node's allocations to delete: the ticked ones, or all free ones."""
+
+    allocation = forms.ModelMultipleChoiceField(
+        queryset=Allocation.objects.none(), required=False
+    )
+    all_free = forms.BooleanField(required=False)
+
+    def __init__(self, node: Node, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Another node's allocations are not choices: naming one refuses the form.
+        self.fields["allocation"].queryset = node.allocations.all()

@@ -286,7 +286,7 @@ class Allocation(models.Model):
     # The database removes a node's free allocations with it, and refuses to delete
     # a node while any of them is assigned (see the node_delete_guard trigger).
     node = models.ForeignKey(Node, models.DO_NOTHING, related_name="allocations")
-    ip = models.GenericIPAddressField("IP address")
+    ip = models.GenericIPAddressField("IP address", unpack_ipv4=True)
     port = models.PositiveIntegerField(validators=_between(1024, 65535))
     alias = models.CharField(max_length=253, blank=True)
     notes = models.CharField(max_length=256, blank=True)

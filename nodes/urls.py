@@ -12,4 +12,10 @@ urlpatterns = [
     path("<int:pk>/credentials/", views.credentials, name="credentials"),
     path("<int:pk>/rotate-token/", views.rotate_token, name="rotate_token"),
     path("<int:pk>/delete/", views.delete, name="delete"),
+    path("<int:pk>/allocations/", views.allocations, name="allocations"),
+    path(
+        "<int:pk>/allocations/delete/",
+        views.delete_allocations,
+        name="delete_allocations",
+    ),
 ]

@@ -86,3 +86,10 @@ class Server(models.Model):
         shortfalls = self.node.shortfalls(self.resources, excluding=self.pk)
         if shortfalls:
             raise ValidationError(shortfalls)
+        if self.pk and self.allocations.exclude(node=self.node_id).exists():
+            raise ValidationError(
+                {
+                    "node": "The server's allocations are on its current node; "
+                    "free them before moving it."
+                }
+            )

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
             name='Allocation',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ip', models.GenericIPAddressField(verbose_name='IP address')),
+                ('ip', models.GenericIPAddressField(unpack_ipv4=True, verbose_name='IP address')),
                 ('port', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1024), django.core.validators.MaxValueValidator(65535)])),
                 ('alias', models.CharField(blank=True, max_length=253)),
                 ('notes', models.CharField(blank=True, max_length=256)),
