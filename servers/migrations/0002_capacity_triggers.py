@@ -94,11 +94,11 @@ SQLITE = [
         ON nodes_allocation
     WHEN NEW.server_id IS NOT NULL
     BEGIN
+        SELECT RAISE(ABORT, 'stellar: allocation assigned')
+        WHERE OLD.server_id IS NOT NULL AND OLD.server_id != NEW.server_id;
         SELECT RAISE(ABORT, 'stellar: allocation on another node')
         WHERE (SELECT node_id FROM servers_server WHERE id = NEW.server_id)
             != NEW.node_id;
-        SELECT RAISE(ABORT, 'stellar: allocation assigned')
-        WHERE OLD.server_id IS NOT NULL AND OLD.server_id != NEW.server_id;
     END
     """,
     """
@@ -225,7 +225,9 @@ POSTGRESQL = [
                 RAISE EXCEPTION 'stellar: allocation assigned'
                     USING ERRCODE = 'check_violation';
             END IF;
-            IF (SELECT node_id FROM servers_server WHERE id = NEW.server_id)
+            -- FOR SHARE: a concurrent move of the server waits for this
+            -- assignment, and then sees it.
+            IF (SELECT node_id FROM servers_server WHERE id = NEW.server_id FOR SHARE)
                <> NEW.node_id THEN
                 RAISE EXCEPTION 'stellar: allocation on another node'
                     USING ERRCODE = 'check_violation';
