@@ -402,3 +402,27 @@ class TestDaemonConfig:
         assert ("tls_cert" in config["api"]) == (protocol == "HTTPS")
         assert config["sftp"]["port"] == 2022
         assert config["system"]["data_dir"] == "/var/lib/stellar"
+
+
+class TestNodeLimits:
+    def test_it_refuses_limits_below_what_the_servers_use(
+        self, admin_client: Client, node: Node, owner: User
+    ) -> None:
+        Server.objects.create(
+            name="big", owner=owner, node=node, cpu=300, memory_mb=10240, disk_mb=1
+        )
+        r = admin_client.post(
+            f"/admin/nodes/{node.pk}/edit/",
+            node_form(cpu_cores="2", memory_gb="8", disk_gb="200"),
+        )
+        errors = r.context["form"].errors
+        assert "use 300 % CPU (3 cores)" in errors["cpu_cores"][0]
+        assert "use 10240 MB of memory" in errors["memory_gb"][0]
+        node.refresh_from_db()
+        assert (node.cpu_cores, node.memory_mb) == (8, 16384)
+
+        r = admin_client.post(
+            f"/admin/nodes/{node.pk}/edit/",
+            node_form(cpu_cores="3", memory_gb="10", disk_gb="200"),
+        )
+        assert r.status_code == 302
