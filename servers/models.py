@@ -5,13 +5,18 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 
 from nodes.models import Allocation, Resources
 
 PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
 PUBLIC_ID_LENGTH = 10
 MAX_CPU_PERCENT = 4096 * 100
+# The game server that the development daemon's install script writes.
+DEFAULT_STARTUP = (
+    "{{PYTHON}} gameserver.py --ip {{SERVER_IP}} --port {{SERVER_PORT}} "
+    "--memory {{SERVER_MEMORY}}"
+)
 
 
 def generate_public_id() -> str:
@@ -48,6 +53,22 @@ class Server(models.Model):
     disk_mb = models.PositiveIntegerField(
         "disk (MB)", validators=[MinValueValidator(1)]
     )
+    startup = models.CharField(
+        "startup command",
+        max_length=1000,
+        default=DEFAULT_STARTUP,
+        db_default=DEFAULT_STARTUP,
+        help_text=(
+            "The command line the daemon runs in the server's directory. "
+            "{{SERVER_IP}}, {{SERVER_PORT}} and {{SERVER_MEMORY}} are filled in."
+        ),
+    )
+    environment = models.JSONField(
+        default=dict,
+        db_default=Value({}, models.JSONField()),
+        blank=True,
+        help_text='Variables for the server process, such as {"MOTD": "Welcome"}.',
+    )
     status = models.CharField(max_length=14, choices=Status, default=Status.INSTALLING)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -70,6 +91,26 @@ class Server(models.Model):
     @property
     def resources(self) -> Resources:
         return Resources(self.cpu, self.memory_mb, self.disk_mb)
+
+    def daemon_config(self) -> dict:
+        """The server as PROTOCOL.md's "server config", for its daemon."""
+        allocations = sorted(self.allocations.all(), key=lambda a: not a.is_primary)
+        addresses = [{"ip": a.ip, "port": a.port} for a in allocations]
+        return {
+            "id": self.public_id,
+            "name": self.name,
+            "limits": {
+                "cpu": self.cpu,
+                "memory_mb": self.memory_mb,
+                "disk_mb": self.disk_mb,
+            },
+            "allocations": {
+                "default": addresses[0] if addresses else None,
+                "additional": addresses[1:],
+            },
+            "startup": self.startup,
+            "environment": self.environment,
+        }
 
     @property
     def primary_allocation(self) -> Allocation | None:

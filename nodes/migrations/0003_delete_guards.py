@@ -5,9 +5,6 @@ with servers or assigned allocations stays, and its free allocations go with it;
 location with nodes stays. The messages start with "stellar:" so the panel can tell
 them from other integrity errors.
 
-NB: SQLite drops a table's triggers when Django rebuilds the table, which it does
-for some column changes; a later migration that rebuilds nodes_node,
-nodes_allocation, servers_server or locations_location must create them again.
 """
 
 from django.db import migrations

@@ -15,9 +15,6 @@ They hold whatever writes the row (a view, Django admin, a shell, raw SQL):
 Messages start with "stellar:" and name the rule, so the panel can turn them into
 a sentence for the user.
 
-NB: SQLite drops a table's triggers when Django rebuilds the table, which it does
-for some column changes; a later migration that rebuilds servers_server,
-nodes_node or nodes_allocation must create them again.
 """
 
 from django.db import migrations

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from locations.models import Location
 from nodes.models import Allocation, Node, Resources
-from servers.models import Server, generate_public_id
+from servers.models import DEFAULT_STARTUP, Server, generate_public_id
 from tests.conftest import make_node
 
 pytestmark = pytest.mark.django_db
@@ -660,6 +660,8 @@ class TestDjangoAdmin:
             "memory_mb": str(memory_mb),
             "disk_mb": "1",
             "status": "offline",
+            "startup": DEFAULT_STARTUP,
+            "environment": "{}",
         }
 
     def node_form(self, node: Node, memory_mb: int) -> dict:

@@ -30,3 +30,31 @@ class TestFlush:
             connection.cursor() as cursor,
         ):
             cursor.execute("DELETE FROM locations_location")
+
+
+@pytest.mark.django_db
+class TestTriggersAfterMigrations:
+    def test_it_keeps_every_trigger_through_table_rebuilds(self) -> None:
+        # Later migrations rebuild servers_server on SQLite; every rule must
+        # still be there at the end.
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            else:
+                cursor.execute(
+                    "SELECT DISTINCT trigger_name FROM information_schema.triggers"
+                )
+            names = {row[0] for row in cursor.fetchall()}
+        expected = {"node_delete_guard", "location_delete_guard", "server_delete_frees"}
+        if connection.vendor == "sqlite":
+            expected |= {
+                "server_capacity_insert",
+                "server_capacity_update",
+                "node_limits_update",
+                "allocation_server_node_insert",
+                "allocation_server_node_update",
+                "allocation_delete_guard",
+            }
+        else:
+            expected |= {"server_capacity", "node_limits", "allocation_rules"}
+        assert names == expected
