@@ -1,4 +1,7 @@
+import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,15 +18,26 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from nodes import credentials
 from nodes.hosts import HostRefused, normalize_host
+
+if TYPE_CHECKING:
+    from nodes.daemon import Ping
 
 MB_PER_GB = 1024
 MAX_CPU_CORES = 4096
 MAX_MEMORY_GB = 65536  # 64 TB
 MAX_DISK_GB = 1048576  # 1 PB
 MAX_UPLOAD_LIMIT_MB = 10240
+
+# The heartbeat's thresholds: what the node page counts as a problem.
+SLOW_LATENCY_MS = 50
+CLOCK_SKEW_S = 30
+HEADROOM = 0.1  # of the machine, left to the system beyond the node's limits
+LATENCY_HISTORY = 60  # latencies kept for the sparkline, about 30 min at 30 s
+UPTIME_WINDOW = timedelta(hours=24)
 
 
 def _between(low: int, high: int) -> list:
@@ -136,6 +150,15 @@ class Node(models.Model):
     )
     latency_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
     last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+    # Why the last heartbeat failed: a DaemonError category and its message.
+    last_error_category = models.CharField(max_length=20, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    # The daemon's clock minus the panel's, in seconds, at the last heartbeat.
+    clock_offset_s = models.FloatField(null=True, blank=True, editable=False)
+    # The daemon's last /api/system answer, without its time.
+    daemon_info = models.JSONField(default=dict, blank=True, editable=False)
+    # The last LATENCY_HISTORY latencies in ms, newest last.
+    latency_history = models.JSONField(default=list, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     objects = NodeQuerySet.as_manager()
@@ -269,6 +292,146 @@ class Node(models.Model):
             {"node": self, "token": token, "panel_url": settings.PANEL_URL},
         )
 
+    # The heartbeat
+
+    def record_answer(self, ping: "Ping", when: datetime) -> "NodeStatusChange | None":
+        """Take the daemon's answer to a heartbeat; return the status change."""
+        latency = round(ping.latency_ms)
+        self.latency_ms = latency
+        self.latency_history = [*self.latency_history, latency][-LATENCY_HISTORY:]
+        self.last_heartbeat = when
+        self.last_error_category = self.last_error = ""
+        self.clock_offset_s = ping.clock_offset_s
+        self.daemon_info = {k: v for k, v in ping.system.items() if k != "time"}
+        return self._change_status(self.Status.ONLINE, "", "", when)
+
+    def record_failure(
+        self, category: str, message: str, when: datetime
+    ) -> "NodeStatusChange | None":
+        """Take a failed heartbeat; return the status change (unsaved) if any.
+
+        The latency history and the daemon's info stay: they describe the node as
+        it last answered.
+        """
+        self.latency_ms = None
+        self.last_error_category = category
+        self.last_error = message
+        return self._change_status(self.Status.OFFLINE, category, message, when)
+
+    def _change_status(
+        self, new: str, reason: str, message: str, when: datetime
+    ) -> "NodeStatusChange | None":
+        old, self.status = self.status, new
+        if old == new:
+            return None
+        return NodeStatusChange(
+            node=self, old=old, new=new, reason=reason, message=message, created=when
+        )
+
+    @property
+    def is_slow(self) -> bool:
+        return self.latency_ms is not None and self.latency_ms > SLOW_LATENCY_MS
+
+    def seconds_since_heartbeat(self) -> int | None:
+        if self.last_heartbeat is None:
+            return None
+        return max(int((timezone.now() - self.last_heartbeat).total_seconds()), 0)
+
+    def uptime(self, since: datetime | None = None) -> float:
+        """The fraction of the time from `since` (24 h ago) to now the node was online.
+
+        Computed from the status changes; before the first one, the node was in the
+        state that change left. Time before the node existed does not count.
+        """
+        now = timezone.now()
+        start = max(since or now - UPTIME_WINDOW, self.created or now)
+        if start >= now:
+            return 1.0 if self.is_online else 0.0
+        changes = list(
+            self.status_changes.filter(created__gte=start)
+            .order_by("created", "pk")
+            .values_list("old", "new", "created")
+        )
+        status = changes[0][0] if changes else self.status
+        online, at = timedelta(), start
+        for _, new, created in changes:
+            if status == self.Status.ONLINE:
+                online += created - at
+            status, at = new, created
+        if status == self.Status.ONLINE:
+            online += now - at
+        return online / (now - start)
+
+    def uptime_percent(self) -> float:
+        """The uptime over 24 h in percent, rounded down: 99.99 % is not 100 %."""
+        return math.floor(self.uptime() * 1000) / 10
+
+    def recent_status_changes(self) -> "QuerySet[NodeStatusChange]":
+        return self.status_changes.order_by("-created", "-pk")[:10]
+
+    def latency_points(self) -> str:
+        """The latency history as SVG polyline points in a 120 × 30 box."""
+        history = self.latency_history
+        if len(history) < 2:
+            return ""
+        top = max(max(history), 1)
+        step = 120 / (len(history) - 1)
+        return " ".join(
+            f"{i * step:.1f},{30 - 28 * ms / top:.1f}" for i, ms in enumerate(history)
+        )
+
+    def warnings(self) -> list[str]:
+        """What looks wrong about the node as it last answered, in sentences."""
+        warnings = []
+        if self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_SKEW_S:
+            way = "ahead of" if self.clock_offset_s > 0 else "behind"
+            warnings.append(
+                f"The daemon's clock is {abs(self.clock_offset_s):.0f} s {way} the "
+                "panel's. Past 60 s every signed request is refused: run NTP "
+                "(chrony or systemd-timesyncd) on both machines."
+            )
+        warnings += self._limit_warnings()
+        if self.is_slow:
+            warnings.append(
+                f"The daemon takes {self.latency_ms} ms to answer a heartbeat, over "
+                f"{SLOW_LATENCY_MS} ms: consoles and power actions will feel slow. "
+                "Is the node far from the panel, or overloaded?"
+            )
+        return warnings
+
+    def _limit_warnings(self) -> list[str]:
+        machine = self.daemon_info
+        checks = (
+            ("CPU", self.cpu_cores, machine.get("cpu_count"), 1, "cores"),
+            ("memory", self.memory_mb, machine.get("memory_bytes"), 2**20, "MB"),
+            ("disk", self.disk_mb, machine.get("disk_bytes"), 2**20, "MB"),
+        )
+        warnings = []
+        for name, limit, total, per_unit, unit in checks:
+            if not isinstance(total, int | float) or total <= 0:
+                continue
+            has = int(total // per_unit)
+            if limit * per_unit > total:
+                warnings.append(
+                    f"The node may give servers {limit} {unit} of {name}, but its "
+                    f"machine has {has} {unit}: lower the node's limit to what "
+                    "the machine has."
+                )
+            elif limit * per_unit > total * (1 - HEADROOM):
+                warnings.append(
+                    f"The node may give servers {limit} {unit} of {name} of its "
+                    f"machine's {has} {unit}, leaving less than "
+                    f"{HEADROOM:.0%} to the system and the daemon."
+                )
+        return warnings
+
+    def advice(self) -> list[str]:
+        """What to check, in order, when the last heartbeat failed as it did."""
+        if self.is_online or not self.last_error_category:
+            return []
+        advice = ADVICE.get(self.last_error_category, ADVICE_OTHERWISE)
+        return [sentence.format(port=self.port, host=self.host) for sentence in advice]
+
     def blockers(self) -> list[str]:
         """What keeps the node from being deleted, in words; empty when nothing."""
         reasons = []
@@ -280,6 +443,85 @@ class Node(models.Model):
         if assigned:
             reasons.append(f"{assigned} of its allocations are assigned to servers")
         return reasons
+
+
+# What to check after a failed heartbeat, by the DaemonError category.
+ADVICE: dict[str, tuple[str, ...]] = {
+    "refused": (
+        "Nothing accepts connections on port {port} of {host}: the daemon is not "
+        "running, listens on another port, or a firewall rejects the connection.",
+        "Start the daemon: `systemctl status` of its service shows whether it "
+        "runs and why it stopped; the development daemon starts with "
+        "`uv run python -m devdaemon --config <its configuration file>`.",
+        "Check that the port in the daemon's configuration file is {port}, and "
+        "that the node's firewall lets the panel reach TCP port {port}.",
+    ),
+    "timeout": (
+        "The daemon did not answer in time. A firewall may drop the packets "
+        "silently, the machine may be down or unreachable, or it may be too "
+        "overloaded to answer.",
+        "Check that the machine is up and that the panel can reach {host} "
+        "(ping, traceroute), then that the firewall lets TCP port {port} through.",
+    ),
+    "dns": (
+        "The host name {host} does not resolve. Check its spelling on this page "
+        "and its DNS record, and that the panel's machine can resolve it.",
+    ),
+    "tls": (
+        "The TLS handshake failed: the daemon's certificate does not match {host}, "
+        "has expired, or is signed by a certificate authority the panel does not "
+        "trust.",
+        "For a self-signed certificate or a private authority, add that "
+        "authority's certificate to the bundle DAEMON_CA_BUNDLE names.",
+        'If a reverse proxy terminates TLS, choose the protocol "HTTPS behind a '
+        'reverse proxy"; a daemon that speaks plain HTTP needs the HTTP protocol.',
+    ),
+    "unauthorized": (
+        "The daemon refused the panel's signature. Either its token is not this "
+        "node's (rotate the token on the Credentials page and copy the new "
+        "configuration file to the node), or the two clocks are more than 60 s "
+        "apart (run NTP on both machines).",
+    ),
+    "policy": (
+        "The panel refused to connect: {host} resolves to an address where daemons "
+        "may not live (loopback, private, link-local or reserved).",
+        "If the node really lives on such a network, add it to the "
+        "DAEMON_ALLOWED_NETWORKS setting.",
+    ),
+    "bad_answer": (
+        "Something answers on port {port}, but not a StellarPanel daemon: another "
+        "web server, a reverse proxy's error page, or a daemon too old to speak "
+        "this panel's protocol.",
+        "Check which program listens on port {port} of {host}, and that a reverse "
+        "proxy in front of the daemon forwards to it.",
+    ),
+    "internal": (
+        "The panel itself failed to ping the daemon; the panel's log says why.",
+    ),
+}
+ADVICE_OTHERWISE = (
+    "The daemon answered the heartbeat with an error. Its log on the node says why.",
+)
+
+
+class NodeStatusChange(models.Model):
+    """A node went online or offline: one row a change, which makes its history."""
+
+    node = models.ForeignKey(Node, models.CASCADE, related_name="status_changes")
+    old = models.CharField(max_length=8, choices=Node.Status)
+    new = models.CharField(max_length=8, choices=Node.Status)
+    # The DaemonError category of a node that went offline; blank for online.
+    reason = models.CharField(max_length=20, blank=True)
+    message = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["node", "created"], name="node_status_change_by_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: {self.old} → {self.new}"
 
 
 class Allocation(models.Model):

@@ -21,6 +21,7 @@ from nodes.forms import (
 from nodes.hosts import HostRefused, check_host
 from nodes.models import Allocation, Node
 from nodes.ports import format_ports
+from servers.views import QUICK_ACTIONS
 from stellarpanel.auth import admin_required
 from stellarpanel.dbrules import refusal
 
@@ -220,6 +221,7 @@ def _node_page(
     ctx = {
         "node": node,
         "servers": servers,
+        "quick_actions": QUICK_ACTIONS,
         "allocations": _allocation_section(request, node, form),
     }
     return render(request, "nodes/detail.html", ctx)

@@ -6,6 +6,7 @@ app_name = "servers"
 urlpatterns = [
     path("", views.index, name="index"),
     path("<slug:public_id>/", views.detail, name="detail"),
+    path("<slug:public_id>/power/", views.power, name="power"),
 ]
 
 admin_urlpatterns = (

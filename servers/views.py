@@ -1,15 +1,30 @@
+from contextlib import suppress
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
-from nodes.models import Allocation
+from nodes.daemon import Daemon, DaemonError
+from nodes.models import Allocation, Node
 from servers.forms import ServerCreateForm, ServerForm
 from servers.models import Server
 from stellarpanel.auth import admin_required
 from stellarpanel.dbrules import refusal
+
+POWER_BUTTONS = [
+    ("start", "Start"),
+    ("restart", "Restart"),
+    ("stop", "Stop"),
+    ("kill", "Kill"),
+]
+# What the node page offers on each of its servers.
+QUICK_ACTIONS = [("restart", "Restart"), ("stop", "Stop")]
 
 
 def _servers() -> QuerySet:
@@ -24,6 +39,13 @@ def _server_for(request: HttpRequest, public_id: str) -> Server:
     if not request.user.is_staff:
         servers = servers.filter(owner=request.user)
     return get_object_or_404(servers, public_id=public_id)
+
+
+def daemon_trouble(node: Node, error: DaemonError) -> str:
+    """A sentence for a daemon's refusal or silence."""
+    if error.category in ("conflict", "not_found", "bad_request", "forbidden"):
+        return f"The daemon on node {node.name} refused: {error.message}"
+    return f"The daemon on node {node.name} could not be reached: {error.message}"
 
 
 class AllocationTaken(Exception):
@@ -43,14 +65,37 @@ def _assign(server: Server, allocations: list[Allocation]) -> None:
     Allocation.objects.filter(pk=chosen[0]).update(is_primary=True)
 
 
+def _push(server: Server, creating: bool) -> None:
+    """Make the server on its daemon as it is in the panel, or raise DaemonError."""
+    daemon = Daemon(server.node)
+    config = server.daemon_config()
+    if not creating:
+        daemon.sync(server.public_id, config)
+        return
+    daemon.create_server(config)
+    try:
+        daemon.install(server.public_id)
+    except DaemonError:
+        # Leave nothing half-made on the daemon either.
+        with suppress(DaemonError):
+            daemon.delete_server(server.public_id)
+        raise
+
+
 def _save(form: ServerForm) -> Server | None:
-    """Save the server and its allocations at once, or say why not."""
+    """Save the server, its allocations and its daemon's copy at once, or say why not.
+
+    The daemon is called inside the transaction: if it refuses, the panel keeps
+    nothing. NB: on PostgreSQL the capacity trigger holds the node row until the
+    daemon answers, so creations on one node wait for each other.
+    """
     creating = form.instance.pk is None
     try:
         with transaction.atomic():
             server = form.save()
             _assign(server, form.allocations())
-    except (AllocationTaken, IntegrityError) as e:
+            _push(_servers().get(pk=server.pk), creating)
+    except (AllocationTaken, IntegrityError, DaemonError) as e:
         if creating:
             form.instance.pk = None
         _explain(form, e)
@@ -60,6 +105,9 @@ def _save(form: ServerForm) -> Server | None:
 
 
 def _explain(form: ServerForm, error: Exception) -> None:
+    if isinstance(error, DaemonError):
+        form.add_error(None, daemon_trouble(form.instance.node, error))
+        return
     if isinstance(error, AllocationTaken):
         form.add_error(
             None, "An allocation was taken by another server meanwhile; choose again."
@@ -83,7 +131,8 @@ def index(request: HttpRequest) -> HttpResponse:
 @login_required
 def detail(request: HttpRequest, public_id: str) -> HttpResponse:
     server = _server_for(request, public_id)
-    return render(request, "servers/detail.html", {"server": server})
+    ctx = {"server": server, "power_actions": POWER_BUTTONS}
+    return render(request, "servers/detail.html", ctx)
 
 
 @admin_required
@@ -124,13 +173,56 @@ def edit(request: HttpRequest, public_id: str) -> HttpResponse:
 
 @admin_required
 def delete(request: HttpRequest, public_id: str) -> HttpResponse:
-    server = get_object_or_404(Server, public_id=public_id)
+    server = get_object_or_404(
+        Server.objects.select_related("node"), public_id=public_id
+    )
+    trouble = None
     if request.method == "POST":
-        node = server.node
-        server.delete()
-        messages.success(
+        try:
+            Daemon(server.node).delete_server(server.public_id)
+        except DaemonError as e:
+            if e.category != "not_found" and not request.POST.get("force"):
+                trouble = daemon_trouble(server.node, e)
+        if trouble is None:
+            server.delete()
+            messages.success(
+                request,
+                f"Server {server.name} was deleted and its allocations are free again.",
+            )
+            return redirect("nodes:detail", pk=server.node.pk)
+    return render(
+        request, "servers/delete.html", {"server": server, "trouble": trouble}
+    )
+
+
+@login_required
+@require_POST
+def power(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Start, stop, restart or kill a server: for its owner and admins."""
+    server = _server_for(request, public_id)
+    action = request.POST.get("action", "")
+    if action not in dict(POWER_BUTTONS):
+        messages.error(request, "Choose start, stop, restart or kill.")
+    elif not server.node.is_online:
+        messages.error(
             request,
-            f"Server {server.name} was deleted and its allocations are free again.",
+            f"Node {server.node.name} is offline: power actions wait until its "
+            "daemon answers.",
         )
-        return redirect("nodes:detail", pk=node.pk)
-    return render(request, "servers/delete.html", {"server": server})
+    else:
+        try:
+            Daemon(server.node).power(server.public_id, action)
+        except DaemonError as e:
+            messages.error(request, daemon_trouble(server.node, e))
+        else:
+            messages.success(request, f"Sent {action} to {server.name}.")
+    return redirect(_next_or(request, reverse("servers:detail", args=[public_id])))
+
+
+def _next_or(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default

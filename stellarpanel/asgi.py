@@ -2,7 +2,8 @@
 
 HTTP goes to Django (static files included, so one process serves the whole panel);
 WebSocket connections go through Channels' router, behind the session and
-authentication middleware and an origin check.
+authentication middleware and an origin check. Importing it starts the process's
+heartbeat scheduler, unless HEARTBEAT_ENABLED is False.
 """
 
 import os
@@ -22,8 +23,10 @@ except ImproperlyConfigured as e:
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from stellarpanel import scheduler  # noqa: E402
 from stellarpanel.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -34,3 +37,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+if settings.HEARTBEAT_ENABLED:
+    scheduler.start()

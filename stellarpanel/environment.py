@@ -24,6 +24,25 @@ def envbool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be True or False, not {value!r}.")
 
 
+def envint(
+    name: str, default: int, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    value = os.getenv(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number, not {value!r}."
+        ) from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}.")
+    return number
+
+
 def envstr(name: str, default: str = "") -> str:
     return os.getenv(name, "").strip() or default
 

@@ -16,6 +16,7 @@ from stellarpanel.environment import (
     channel_layer_from_url,
     database_from_url,
     envbool,
+    envint,
     envlist,
     envsecret,
     envstr,
@@ -79,6 +80,28 @@ DAEMON_ALLOWED_NETWORKS = networks_from_list(
     "DAEMON_ALLOWED_NETWORKS", envlist("DAEMON_ALLOWED_NETWORKS", [])
 )
 
+# CA certificates (PEM) trusted for daemons' TLS, besides the system's.
+DAEMON_CA_BUNDLE = envstr("DAEMON_CA_BUNDLE") or None
+if DAEMON_CA_BUNDLE and not Path(DAEMON_CA_BUNDLE).is_file():
+    raise ImproperlyConfigured(
+        f"DAEMON_CA_BUNDLE points at {DAEMON_CA_BUNDLE!r}, which is not a file: "
+        "give the path of a PEM file of CA certificates, or leave it unset."
+    )
+
+# The heartbeat: every HEARTBEAT_INTERVAL seconds each panel process (one at a time
+# on PostgreSQL) pings every node's daemon, HEARTBEAT_CONCURRENCY at once, giving
+# each HEARTBEAT_TIMEOUT seconds to answer.
+HEARTBEAT_ENABLED = envbool("HEARTBEAT_ENABLED", True)
+HEARTBEAT_INTERVAL = envint("HEARTBEAT_INTERVAL", 30, minimum=5, maximum=3600)
+HEARTBEAT_TIMEOUT = envint("HEARTBEAT_TIMEOUT", 5, minimum=1, maximum=60)
+HEARTBEAT_CONCURRENCY = envint("HEARTBEAT_CONCURRENCY", 100, minimum=1, maximum=10000)
+if HEARTBEAT_TIMEOUT >= HEARTBEAT_INTERVAL:
+    raise ImproperlyConfigured(
+        f"HEARTBEAT_TIMEOUT ({HEARTBEAT_TIMEOUT} s) must be shorter than "
+        f"HEARTBEAT_INTERVAL ({HEARTBEAT_INTERVAL} s), or a heartbeat could still "
+        "be waiting when the next one is due."
+    )
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -135,6 +158,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CHANNEL_LAYERS = {"default": channel_layer_from_url("REDIS_URL", envstr("REDIS_URL"))}
 
+# The cache remembers the nonces of signed daemon requests, so with more than one
+# panel process it must be shared: Redis whenever REDIS_URL is set.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": envstr("REDIS_URL"),
+            "KEY_PREFIX": "stellarpanel",
+        }
+        if envstr("REDIS_URL")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}
     for name in (
@@ -166,5 +203,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django": {"level": "INFO", "propagate": True}},
+    "loggers": {
+        "django": {"level": "INFO", "propagate": True},
+        # Both would say a line per node on every heartbeat; the heartbeat itself
+        # speaks only of status changes.
+        "httpx": {"level": "WARNING"},
+        "apscheduler.executors.default": {"level": "WARNING"},
+    },
 }

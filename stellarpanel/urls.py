@@ -21,5 +21,6 @@ urlpatterns = [
     path("admin/servers/", include(server_admin_urls)),
     path("admin/nodes/", include("nodes.urls")),
     path("admin/locations/", include("locations.urls")),
+    path("api/remote/", include("nodes.remote_urls")),
     path("django-admin/", admin.site.urls),
 ]

@@ -1,4 +1,14 @@
-"""Shared personas: an admin (staff), a server owner, and an outsider."""
+"""Shared personas (an admin, a server owner, an outsider) and a real daemon."""
+
+import ipaddress
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -8,6 +18,7 @@ from locations.models import Location
 from nodes.models import MB_PER_GB, Node
 
 PASSWORD = "correct horse battery staple"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_user(username: str, staff: bool = False) -> User:
@@ -76,3 +87,69 @@ def node(location: Location) -> Node:
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_daemon_config(node: Node, data_dir: Path, panel_url: str) -> Path:
+    """The node's own configuration file, bound to loopback and a test folder."""
+    config = node.daemon_config(node.daemon_token())
+    config = config.replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+    config = re.sub(r'data_dir = ".*"', f'data_dir = "{data_dir}"', config)
+    config = re.sub(r'url = ".*"', f'url = "{panel_url}"', config, count=1)
+    config = re.sub(r"(\[sftp\][^\[]*port = )\d+", rf"\g<1>{free_port()}", config)
+    path = data_dir.parent / f"node-{node.pk}.toml"
+    path.write_text(config)
+    return path
+
+
+@contextmanager
+def running_daemon(node: Node, data_dir: Path, panel_url: str) -> Iterator[None]:
+    """A real development daemon for the node, as a subprocess, until the block ends."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = write_daemon_config(node, data_dir, panel_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devdaemon", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", node.port), timeout=0.2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the development daemon did not start") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def daemon_node(settings, tmp_path: Path, location: Location) -> Iterator[Node]:
+    """An online node on loopback with a real development daemon behind it."""
+    settings.DAEMON_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    node = make_node(
+        "local",
+        location=location,
+        host="127.0.0.1",
+        port=free_port(),
+        protocol=Node.Protocol.HTTP,
+        status=Node.Status.ONLINE,
+    )
+    # The panel is not serving in these tests: the daemon's reports go nowhere.
+    with running_daemon(node, tmp_path / "daemon", f"http://127.0.0.1:{free_port()}"):
+        yield node

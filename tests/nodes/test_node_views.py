@@ -426,3 +426,13 @@ class TestNodeLimits:
             node_form(cpu_cores="3", memory_gb="10", disk_gb="200"),
         )
         assert r.status_code == 302
+
+
+class TestNodeDeleteWithHistory:
+    def test_it_removes_the_status_history_with_a_raw_delete(self, node: Node) -> None:
+        from nodes.models import NodeStatusChange
+
+        NodeStatusChange.objects.create(node=node, old="offline", new="online")
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM nodes_node WHERE id = %s", [node.pk])
+        assert not NodeStatusChange.objects.exists()

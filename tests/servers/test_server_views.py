@@ -5,6 +5,7 @@ from django.contrib.auth.models import User
 from django.db.models.signals import pre_save
 from django.test import Client
 
+from nodes.daemon import Daemon
 from nodes.models import Allocation, Node
 from servers.models import Server
 from tests.conftest import make_node
@@ -13,11 +14,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def online_node(node: Node) -> Node:
-    # Until the heartbeat marks nodes online, tests do.
-    node.status = Node.Status.ONLINE
-    node.save(update_fields=["status"])
-    return node
+def online_node(daemon_node: Node) -> Node:
+    return daemon_node
 
 
 @pytest.fixture
@@ -47,6 +45,9 @@ def make_server(node: Node, owner: User, *allocations: Allocation, **fields) -> 
         allocation.server = server
         allocation.is_primary = i == 0
         allocation.save()
+    if node.status == Node.Status.ONLINE and allocations:
+        # The node has a real daemon: the server exists there too.
+        Daemon(node).create_server(server.daemon_config())
     return server
 
 
@@ -108,18 +109,18 @@ class TestServerCreate:
             (
                 "cpu",
                 "900",
-                "Node alpha has 800 % of CPU free; this server asks for 900 %.",
+                "Node local has 800 % of CPU free; this server asks for 900 %.",
             ),
             (
                 "memory_mb",
                 "20000",
-                "Node alpha has 16384 MB of memory free; "
+                "Node local has 16384 MB of memory free; "
                 "this server asks for 20000 MB.",
             ),
             (
                 "disk_mb",
                 "300000",
-                "Node alpha has 204800 MB of disk free; "
+                "Node local has 204800 MB of disk free; "
                 "this server asks for 300000 MB.",
             ),
         ],
@@ -151,7 +152,7 @@ class TestServerCreate:
             "/admin/servers/new/", server_form(online_node, owner, allocations[0])
         )
         assert r.context["form"].errors["memory_mb"] == [
-            "Node alpha has 1024 MB of memory free; this server asks for 4096 MB."
+            "Node local has 1024 MB of memory free; this server asks for 4096 MB."
         ]
 
     def test_it_refuses_allocations_of_another_node_or_taken(
@@ -248,7 +249,7 @@ class TestServerCreate:
         assert choices["US West"] == [
             (
                 online_node.pk,
-                "alpha: 650 % CPU, 15360 MB memory, 203776 MB disk free",
+                "local: 650 % CPU, 15360 MB memory, 203776 MB disk free",
             )
         ]
         assert "beta (offline)" in choices["No location"][0][1]
@@ -268,7 +269,7 @@ class TestServerEdit:
         form["memory_mb"] = "16385"
         r = admin_client.post(f"/admin/servers/{server.public_id}/edit/", form)
         assert r.context["form"].errors["memory_mb"] == [
-            "Node alpha has 16384 MB of memory free; this server asks for 16385 MB."
+            "Node local has 16384 MB of memory free; this server asks for 16385 MB."
         ]
         server.refresh_from_db()
         assert server.memory_mb == 16384
@@ -334,7 +335,7 @@ class TestOwnerPages:
         body = owner_client.get(f"/servers/{server.public_id}/").content.decode()
         for text in (
             "Los Angeles, US",
-            "alpha",
+            "local",
             "203.0.113.10:25565",
             "203.0.113.10:25566",
             "100 %",

@@ -1,0 +1,181 @@
+"""The remote API: what the daemons ask of the panel (shared/PROTOCOL.md).
+
+Every request is signed with its node's token (nodes.signing), and may name only
+that node's servers: another node's server is answered exactly like an unknown one.
+Every answer is JSON, errors included.
+"""
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from nodes.models import Node
+from nodes.signing import SignatureRefused, verify
+from servers.models import Server
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+RemoteView = Callable[..., HttpResponse]
+
+
+class _Refusal(Exception):
+    """An error answer, raised from the helpers of a view."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": code, "message": message}, status=status)
+
+
+def remote_view(method: str) -> Callable[[RemoteView], RemoteView]:
+    """Answer only `method`, signed by a node; the view gets that node."""
+
+    def decorate(view: RemoteView) -> RemoteView:
+        @csrf_exempt
+        @wraps(view)
+        def answer(request: HttpRequest, **kwargs: str) -> HttpResponse:
+            if request.method != method:
+                response = _error(405, "bad_request", f"Use {method} for this route.")
+                response["Allow"] = method
+                return response
+            try:
+                node = _signer(request, _body(request))
+                return view(request, node, **kwargs)
+            except _Refusal as refusal:
+                return _error(refusal.status, refusal.code, refusal.message)
+            except Exception:
+                logger.exception("remote API request %s failed", request.path)
+                return _error(
+                    500, "internal", "The panel failed to handle the request."
+                )
+
+        return answer
+
+    return decorate
+
+
+@remote_view("GET")
+def servers(request: HttpRequest, node: Node) -> HttpResponse:
+    servers = node.servers.prefetch_related("allocations").order_by("pk")
+    return JsonResponse({"servers": [server.daemon_config() for server in servers]})
+
+
+@remote_view("POST")
+def server_status(request: HttpRequest, node: Node, server_id: str) -> HttpResponse:
+    state = _payload(request).get("state")
+    if state not in Server.Status.values:
+        raise _Refusal(
+            400,
+            "bad_request",
+            f"The state must be one of {', '.join(Server.Status.values)}.",
+        )
+    _set_status(node, server_id, state)
+    return HttpResponse(status=204)
+
+
+@remote_view("POST")
+def server_install(request: HttpRequest, node: Node, server_id: str) -> HttpResponse:
+    successful = _payload(request).get("successful")
+    if not isinstance(successful, bool):
+        raise _Refusal(
+            400, "bad_request", "The field successful must be true or false."
+        )
+    status = Server.Status.OFFLINE if successful else Server.Status.INSTALL_FAILED
+    _set_status(node, server_id, status)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+def unknown_route(request: HttpRequest) -> HttpResponse:
+    return _error(404, "not_found", "The remote API has no such route.")
+
+
+def _body(request: HttpRequest) -> bytes:
+    # NB: the ASGI handler has read the body before the view runs; the limit
+    # keeps the panel from parsing, hashing or storing more than a daemon sends.
+    too_large = _Refusal(
+        413, "too_large", f"The body is larger than {MAX_BODY_BYTES // 1024} KiB."
+    )
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit():
+        raise _Refusal(400, "bad_request", "Content-Length is not a number.")
+    if int(length) > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise too_large from None
+    if len(body) > MAX_BODY_BYTES:
+        raise too_large
+    return body
+
+
+def _signer(request: HttpRequest, body: bytes) -> Node:
+    """The node whose token signed the request."""
+    found: dict[str, Node] = {}
+
+    def token(token_id: str) -> str | None:
+        node = Node.objects.filter(token_id=token_id).first()
+        if node is None:
+            return None
+        found[token_id] = node
+        return node.daemon_token()
+
+    try:
+        token_id = verify(
+            request.headers,
+            request.method or "",
+            _target(request),
+            body,
+            tokens=token,
+            nonces=cache,
+        )
+    except SignatureRefused as e:
+        raise _Refusal(401, "unauthorized", str(e)) from None
+    return found[token_id]
+
+
+def _target(request: HttpRequest) -> str:
+    """The path and query exactly as the daemon sent and signed them.
+
+    Under ASGI that is the scope's raw_path and query_string; get_full_path()
+    rebuilds the path from its decoded form, which can differ in its escapes.
+    """
+    scope = getattr(request, "scope", None) or {}
+    raw_path = scope.get("raw_path")
+    if not raw_path:
+        return request.get_full_path()
+    target = raw_path.decode("latin-1")
+    query = scope.get("query_string") or b""
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+def _payload(request: HttpRequest) -> dict:
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, RecursionError):
+        raise _Refusal(400, "bad_request", "The body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise _Refusal(400, "bad_request", "The body must be a JSON object.")
+    return payload
+
+
+def _set_status(node: Node, server_id: str, status: str) -> None:
+    updated = Server.objects.filter(public_id=server_id, node=node).update(
+        status=status
+    )
+    if not updated:
+        raise _Refusal(404, "not_found", f"This node has no server {server_id}.")
