@@ -283,13 +283,29 @@ class Node(models.Model):
         """The token in clear, for signing requests and the shown-once page."""
         return credentials.decrypt(self.token_encrypted)
 
-    def daemon_config(self, token: str) -> str:
-        """The daemon's configuration file (TOML) for this node."""
+    def daemon_config(
+        self,
+        token: str,
+        *,
+        listen: str = "0.0.0.0",
+        data_dir: str = "/var/lib/stellar",
+        panel_url: str | None = None,
+    ) -> str:
+        """The daemon's configuration file (TOML) for this node.
+
+        The keywords suit a daemon on the panel's own machine: the demo and tests.
+        """
         from django.template.loader import render_to_string
 
         return render_to_string(
             "nodes/daemon_config.toml",
-            {"node": self, "token": token, "panel_url": settings.PANEL_URL},
+            {
+                "node": self,
+                "token": token,
+                "panel_url": panel_url or settings.PANEL_URL,
+                "listen": listen,
+                "data_dir": data_dir,
+            },
         )
 
     # The heartbeat

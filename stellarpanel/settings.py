@@ -201,13 +201,16 @@ SECURE_REFERRER_POLICY = "same-origin"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         "django": {"level": "INFO", "propagate": True},
         # Both would say a line per node on every heartbeat; the heartbeat itself
         # speaks only of status changes.
         "httpx": {"level": "WARNING"},
-        "apscheduler.executors.default": {"level": "WARNING"},
+        "apscheduler": {"level": "WARNING"},
     },
 }

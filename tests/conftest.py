@@ -1,7 +1,6 @@
 """Shared personas (an admin, a server owner, an outsider) and a real daemon."""
 
 import ipaddress
-import re
 import socket
 import subprocess
 import sys
@@ -97,11 +96,14 @@ def free_port() -> int:
 
 def write_daemon_config(node: Node, data_dir: Path, panel_url: str) -> Path:
     """The node's own configuration file, bound to loopback and a test folder."""
-    config = node.daemon_config(node.daemon_token())
-    config = config.replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
-    config = re.sub(r'data_dir = ".*"', f'data_dir = "{data_dir}"', config)
-    config = re.sub(r'url = ".*"', f'url = "{panel_url}"', config, count=1)
-    config = re.sub(r"(\[sftp\][^\[]*port = )\d+", rf"\g<1>{free_port()}", config)
+    config = node.daemon_config(
+        node.daemon_token(),
+        listen="127.0.0.1",
+        data_dir=str(data_dir),
+        panel_url=panel_url,
+    )
+    # The development daemon does not serve SFTP, but keep its port out of the way.
+    config = config.replace(f"port = {node.sftp_port}", f"port = {free_port()}")
     path = data_dir.parent / f"node-{node.pk}.toml"
     path.write_text(config)
     return path
