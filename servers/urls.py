@@ -16,6 +16,7 @@ admin_urlpatterns = (
         path("new/allocations/", views.create_allocations, name="create_allocations"),
         path("<slug:public_id>/edit/", views.edit, name="edit"),
         path("<slug:public_id>/delete/", views.delete, name="delete"),
+        path("<slug:public_id>/reinstall/", views.reinstall, name="reinstall"),
     ],
     "server_admin",
 )

@@ -195,6 +195,24 @@ def delete(request: HttpRequest, public_id: str) -> HttpResponse:
     )
 
 
+@admin_required
+@require_POST
+def reinstall(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Run the server's install again on its daemon; its files are rewritten."""
+    server = get_object_or_404(
+        Server.objects.select_related("node"), public_id=public_id
+    )
+    try:
+        Daemon(server.node).install(server.public_id)
+    except DaemonError as e:
+        messages.error(request, daemon_trouble(server.node, e))
+    else:
+        server.status = Server.Status.INSTALLING
+        server.save(update_fields=["status"])
+        messages.success(request, f"Installing {server.name} again.")
+    return redirect("servers:detail", public_id=public_id)
+
+
 @login_required
 @require_POST
 def power(request: HttpRequest, public_id: str) -> HttpResponse:

@@ -224,3 +224,24 @@ class TestDaemonTrouble:
         r = client.post(f"/servers/{server.public_id}/power/", {"action": "kill"})
         assert r.status_code == 404
         assert client.get(f"/servers/{server.public_id}/power/").status_code == 405
+
+
+class TestReinstall:
+    def test_it_installs_again(
+        self, admin_client: Client, reporting_node: Node, owner: User
+    ) -> None:
+        server = create(admin_client, reporting_node, owner, free_port())
+        wait_for(lambda: status_of(server) == "offline")
+        r = admin_client.post(f"/admin/servers/{server.public_id}/reinstall/")
+        assert r.status_code == 302
+        assert status_of(server) in ("installing", "offline")
+        wait_for(lambda: status_of(server) == "offline")
+
+    def test_it_is_for_admins_only(
+        self, owner_client: Client, node: Node, owner: User
+    ) -> None:
+        server = Server.objects.create(
+            name="s", owner=owner, node=node, cpu=1, memory_mb=1, disk_mb=1
+        )
+        r = owner_client.post(f"/admin/servers/{server.public_id}/reinstall/")
+        assert r.status_code == 403
