@@ -92,6 +92,16 @@ class Server(models.Model):
     def resources(self) -> Resources:
         return Resources(self.cpu, self.memory_mb, self.disk_mb)
 
+    def allows(self, action: str) -> bool:
+        """Whether a power action makes sense in the server's last known state."""
+        running = self.status in (self.Status.STARTING, self.Status.RUNNING)
+        return {
+            "start": self.status == self.Status.OFFLINE,
+            "stop": running,
+            "restart": running or self.status == self.Status.OFFLINE,
+            "kill": running or self.status == self.Status.STOPPING,
+        }.get(action, False)
+
     def daemon_config(self) -> dict:
         """The server as PROTOCOL.md's "server config", for its daemon."""
         allocations = sorted(self.allocations.all(), key=lambda a: not a.is_primary)

@@ -398,3 +398,33 @@ class TestNodePageUsage:
 
         body = admin_client.get("/admin/nodes/").content.decode()
         assert "250 / 800 %" in body and 'style="width: 31%"' in body
+
+
+class TestPowerButtons:
+    @pytest.mark.parametrize(
+        "status, enabled",
+        [
+            ("offline", {"start", "restart"}),
+            ("running", {"restart", "stop", "kill"}),
+            ("installing", set()),
+            ("install_failed", set()),
+        ],
+    )
+    def test_it_offers_what_the_state_allows(
+        self, owner_client: Client, node: Node, owner: User, status: str, enabled: set
+    ) -> None:
+        node.status = Node.Status.ONLINE
+        node.save(update_fields=["status"])
+        server = Server.objects.create(
+            name="s",
+            owner=owner,
+            node=node,
+            cpu=1,
+            memory_mb=1,
+            disk_mb=1,
+            status=status,
+        )
+        body = owner_client.get(f"/servers/{server.public_id}/").content.decode()
+        for action in ("start", "restart", "stop", "kill"):
+            button = body[body.index(f'value="{action}"') :].split(">", 1)[0]
+            assert ("disabled" not in button) == (action in enabled), action
