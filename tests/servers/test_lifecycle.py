@@ -1,18 +1,20 @@
 """A server's whole life, from the panel's views, against a real development daemon."""
 
+import asyncio
 import ipaddress
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
 from locations.models import Location
-from nodes.daemon import Daemon, DaemonError
+from nodes.daemon import Daemon, DaemonError, websocket_target
 from nodes.models import Allocation, Node
 from servers.models import Server
 from tests.conftest import free_port, make_node, running_daemon
@@ -86,8 +88,11 @@ class TestServerLifecycle:
         )
         assert r.status_code == 302
         wait_for(lambda: status_of(server) == "running")
-        # The game server really listens at its allocation.
+        # The game server really listens at its allocation, and its console
+        # reaches the panel over the signed WebSocket.
         wait_for(lambda: _answers(port))
+        lines = asyncio.run(_console(reporting_node, server.public_id))
+        assert any("Done!" in line for line in lines), lines
 
         r = admin_client.post(
             f"/servers/{server.public_id}/power/",
@@ -135,6 +140,21 @@ class TestServerLifecycle:
         assert "refused" in r.content.decode()
         admin_client.post(f"/servers/{server.public_id}/power/", {"action": "kill"})
         wait_for(lambda: status_of(server) == "offline")
+
+
+async def _console(node: Node, server_id: str) -> list[str]:
+    url, headers, _ = await asyncio.to_thread(websocket_target, node, server_id)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=headers) as ws,
+    ):
+        await ws.send_json({"event": "send logs", "args": []})
+        lines: list[str] = []
+        while not any("Done!" in line for line in lines):
+            frame = await ws.receive_json(timeout=10)
+            if frame["event"] == "console output":
+                lines.extend(frame["args"])
+        return lines
 
 
 def _answers(port: int) -> bool:
