@@ -2,6 +2,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,18 @@ class TestDemoServe:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        output: list[str] = []
+        reader = threading.Thread(
+            target=lambda: output.extend(demo.stdout), daemon=True
+        )
+        reader.start()
         try:
+            # The 30 seconds count from when the demo says it serves, after the
+            # migrations of a fresh database.
+            deadline = time.monotonic() + 90
+            while not any("Serving" in line for line in output):
+                assert time.monotonic() < deadline, output
+                time.sleep(0.2)
             started = time.monotonic()
             nodes: dict = {}
             while time.monotonic() - started < 30:
@@ -46,7 +58,9 @@ class TestDemoServe:
             assert not self.installing(database)
         finally:
             demo.terminate()
-            out, _ = demo.communicate(timeout=30)
+            demo.wait(timeout=30)
+            reader.join(timeout=10)
+        out = "".join(output)
         assert "Admin:  admin / " in out
         assert "Traceback" not in out
 
