@@ -17,10 +17,13 @@ from datetime import datetime
 from typing import TextIO
 
 import httpx
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from nodes.consumers import GROUP
 from nodes.daemon import DaemonError, Ping, async_client, ping
 from nodes.models import Node, NodeStatusChange
 
@@ -172,6 +175,7 @@ def run_sweep(stdout: TextIO | None = None) -> list[Result]:
         )
         changes = record(results)
 
+    publish(results)
     for change in changes:
         if change.new == Node.Status.ONLINE:
             logger.info("node %s went online", change.node)
@@ -180,6 +184,34 @@ def run_sweep(stdout: TextIO | None = None) -> list[Result]:
     if stdout is not None:
         _report(results, changes, time.monotonic() - started, stdout)
     return results
+
+
+def status_of(node: Node) -> dict[str, object]:
+    """A node's status as the live pages take it (see nodes.consumers)."""
+    return {
+        "id": node.pk,
+        "status": node.status,
+        "latency_ms": node.latency_ms,
+        "slow": node.is_slow,
+        "reason": node.last_error_category,
+        "last_heartbeat": node.last_heartbeat and node.last_heartbeat.isoformat(),
+    }
+
+
+def publish(results: list[Result]) -> None:
+    """Tell the admins' open pages what the sweep found, BATCH_SIZE nodes a message.
+
+    A channel layer that fails costs the live pages one update, never the sweep.
+    NB: the in-memory layer (no REDIS_URL) reaches only this process's sockets.
+    """
+    statuses = [status_of(result.node) for result in results]
+    try:
+        send = async_to_sync(get_channel_layer().group_send)
+        for start in range(0, len(statuses), BATCH_SIZE):
+            batch = statuses[start : start + BATCH_SIZE]
+            send(GROUP, {"type": "node.status", "nodes": batch})
+    except Exception:
+        logger.exception("the heartbeat could not publish the nodes' status")
 
 
 def _report(

@@ -428,3 +428,16 @@ class TestPowerButtons:
         for action in ("start", "restart", "stop", "kill"):
             button = body[body.index(f'value="{action}"') :].split(">", 1)[0]
             assert ("disabled" not in button) == (action in enabled), action
+
+
+class TestServerWithoutLocation:
+    def test_it_lists_a_server_whose_node_has_no_location(
+        self, owner_client: Client, owner: User
+    ) -> None:
+        node = make_node("nowhere", host="203.0.113.30")
+        Server.objects.create(
+            name="s", owner=owner, node=node, cpu=1, memory_mb=1, disk_mb=1
+        )
+        r = owner_client.get("/servers/")
+        assert r.status_code == 200
+        assert '<span class="muted">—</span>' in r.content.decode()

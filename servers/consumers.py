@@ -1,0 +1,186 @@
+"""A server's console in the browser: the WebSocket at /ws/servers/<public_id>/.
+
+The server's owner and admins connect; anyone else is refused before the socket
+opens. Frames are PROTOCOL.md's `{"event": ..., "args": [...]}` both ways. The
+browser gets `status` (the panel's last known state) on connect, then what the
+daemon sends through this process's relay (servers.relay), and `relay`
+["connected"] / ["reconnecting"] as the daemon comes and goes. It may send `send
+command`, `set state`, `send logs` and `send stats`. Each of those is checked
+afresh against the database; a refusal, an oversized or malformed frame, and too
+many frames a second are each answered with `error` [message], and the socket stays
+open.
+"""
+
+import json
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, Q
+
+from nodes.daemon import POWER_ACTIONS
+from servers import relay
+from servers.models import Server
+
+MAX_FRAME = 64 * 1024
+RATE_PER_S = 10
+BURST = 20
+# Closes a socket whose user may no longer see the server.
+REFUSED = 4403
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` kept; each message takes one."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        elapsed, self.updated = now - self.updated, now
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Refused(Exception):
+    """A message the console does not act on; its text is shown to the user."""
+
+
+class ConsoleConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.public_id: str = self.scope["url_route"]["kwargs"]["public_id"]
+        self.joined = False
+        server = await _visible_server(self.user_id, self.public_id)
+        if server is None:
+            await self.close(code=REFUSED)
+            return
+
+        self.bucket = TokenBucket(RATE_PER_S, BURST)
+        for group in self.groups_of_server:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await relay.join(self.public_id, self.channel_name)
+        self.joined = True
+        await self.accept()
+        await self.send_event("status", server.status)
+
+    async def disconnect(self, code: int) -> None:
+        if not self.joined:
+            return
+        await relay.leave(self.public_id)
+        for group in self.groups_of_server:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    @property
+    def groups_of_server(self) -> list[str]:
+        # The relay pushes to this process's group; anything else in the panel,
+        # in any process, may push to the server's own.
+        return [f"server.{self.public_id}", relay.group_name(self.public_id)]
+
+    @property
+    def user_id(self) -> int | None:
+        user = self.scope["user"]
+        return user.pk if user.is_authenticated else None
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        try:
+            event, args = self.parse(text_data)
+            handler = self.handlers.get(event)
+            if handler is None:
+                raise Refused(f"Unknown event {event[:100]!r}.")
+            server = await _visible_server(self.user_id, self.public_id)
+            if server is None:
+                await self.send_event("error", "You may no longer see this server.")
+                await self.close(code=REFUSED)
+                return
+            await handler(self, server, args)
+        except Refused as e:
+            await self.send_event("error", str(e))
+        except relay.RelayDown:
+            await self.send_event(
+                "error", "The daemon is not connected; try again once it is back."
+            )
+
+    def parse(self, text_data: str | None) -> tuple[str, list[Any]]:
+        if not self.bucket.take():
+            raise Refused(f"Too many messages: at most {RATE_PER_S} a second.")
+        if text_data is None:
+            raise Refused("Frames are JSON text, not binary.")
+        if len(text_data) > MAX_FRAME or len(text_data.encode()) > MAX_FRAME:
+            raise Refused(f"A frame is at most {MAX_FRAME // 1024} KiB.")
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            raise Refused("The frame is not JSON.") from None
+        if not (
+            isinstance(message, dict)
+            and isinstance(message.get("event"), str)
+            and isinstance(message.get("args", []), list)
+        ):
+            raise Refused('A frame is {"event": "...", "args": [...]}.')
+        return message["event"], message.get("args", [])
+
+    async def send_command(self, server: Server, args: list[Any]) -> None:
+        command = _one_string(args, "send command")
+        await relay.send(self.public_id, relay.frame("send command", command))
+
+    async def set_state(self, server: Server, args: list[Any]) -> None:
+        action = _one_string(args, "set state")
+        if action not in POWER_ACTIONS:
+            raise Refused(f"Choose one of {', '.join(POWER_ACTIONS)}.")
+        if not server.node.is_online:
+            raise Refused(
+                f"Node {server.node.name} is offline: power actions wait until its "
+                "daemon answers."
+            )
+        if not server.allows(action):
+            raise Refused(f"The server is {server.status}; it cannot {action} now.")
+        await relay.send(self.public_id, relay.frame("set state", action))
+
+    async def send_logs(self, server: Server, args: list[Any]) -> None:
+        # The console so far already comes with the connection (relay.join); this
+        # answers a later request, from the relay's copy, to this viewer alone.
+        await relay.recent_lines(self.public_id, self.channel_name)
+
+    async def send_stats(self, server: Server, args: list[Any]) -> None:
+        await relay.send(self.public_id, relay.frame("send stats"))
+
+    handlers = {
+        "send command": send_command,
+        "set state": set_state,
+        "send logs": send_logs,
+        "send stats": send_stats,
+    }
+
+    async def console_frames(self, message: dict[str, Any]) -> None:
+        for frame in message["frames"]:
+            await self.send(text_data=frame)
+
+    async def send_event(self, event: str, *args: Any) -> None:
+        await self.send(text_data=relay.frame(event, *args))
+
+
+def _one_string(args: list[Any], event: str) -> str:
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise Refused(f"{event} takes one string.")
+    return args[0]
+
+
+@database_sync_to_async
+def _visible_server(user_id: int | None, public_id: str) -> Server | None:
+    """The server, if the user may see and control it: its owner and admins."""
+    if user_id is None:
+        return None
+    admin = get_user_model().objects.filter(pk=user_id, is_staff=True, is_active=True)
+    rights = Q(owner_id=user_id, owner__is_active=True) | Q(Exists(admin))
+    servers = Server.objects.select_related("node").filter(rights)
+    return servers.filter(public_id=public_id).first()

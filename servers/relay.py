@@ -1,0 +1,293 @@
+"""One WebSocket to the daemon per watched server, shared by every viewer.
+
+Each panel process keeps a registry of relays, one per server someone watches
+through it, in the process's event loop. A relay holds the server's console
+WebSocket to its daemon (see PROTOCOL.md) and pushes every frame it receives to
+the process's viewers of the server, through the channel layer. Commands of a
+viewer go to the relay of the process the viewer is connected to.
+
+    join(public_id, channel)   a viewer came: start the relay if need be
+    leave(public_id)           a viewer went: the last one closes it after LINGER_S
+    send(public_id, frame)     a frame for the daemon; RelayDown while disconnected
+    recent_lines(public_id, channel)   the console so far, to one viewer
+    upstream_count(public_id)  open daemon WebSockets for the server, 0 or 1
+    shutdown()                 stop every relay (tests, and the end of a process)
+
+NB: a viewer too slow to take the frames loses those that overflow its channel
+on the layer (the layer's capacity, in messages); frames that arrive together
+travel as one message, so a console replay counts once.
+
+While the daemon cannot be reached the relay tries again, waiting from
+BACKOFF_START_S, doubling up to BACKOFF_MAX_S, for as long as viewers remain.
+"""
+
+import asyncio
+import json
+import logging
+import secrets
+from collections import deque
+from typing import Any
+
+import aiohttp
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from nodes.daemon import DaemonError, websocket_target
+from nodes.daemon import _tls as daemon_tls_context
+from nodes.models import Node
+from servers.models import Server
+
+logger = logging.getLogger(__name__)
+
+LINGER_S = 10.0
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 10.0
+MAX_FRAME = 64 * 1024
+# As many lines as the daemon keeps, so a replay from here is the daemon's own.
+KEPT_LINES = 500
+# Frames that arrive together go to the viewers as one message of the layer.
+MAX_BATCH_CHARACTERS = 256 * 1024
+DAEMON_EVENTS = frozenset(
+    {
+        "console output",
+        "status",
+        "stats",
+        "install started",
+        "install output",
+        "install completed",
+        "daemon error",
+    }
+)
+# Names this process's groups: with several panel processes, each has its own
+# relay, and a viewer must get each frame once, from its own process's relay.
+PROCESS = secrets.token_hex(6)
+CONNECT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5)
+
+_relays: dict[str, "Relay"] = {}
+
+
+class RelayDown(Exception):
+    """The relay has no open WebSocket to the daemon at the moment."""
+
+
+def group_name(public_id: str) -> str:
+    """The group of the server's viewers in this process."""
+    return f"server.{public_id}.{PROCESS}"
+
+
+def frame(event: str, *args: Any) -> str:
+    return json.dumps({"event": event, "args": list(args)}, ensure_ascii=False)
+
+
+class Relay:
+    def __init__(self, public_id: str) -> None:
+        self.public_id = public_id
+        self.group = group_name(public_id)
+        self.loop = asyncio.get_running_loop()
+        self.viewers = 0
+        self.upstream: aiohttp.ClientWebSocketResponse | None = None
+        self.console: deque[str] = deque(maxlen=KEPT_LINES)
+        self.trouble: str | None = None  # the last failure, while disconnected
+        self.inbox: asyncio.Queue[str] = asyncio.Queue()
+        self.task = asyncio.create_task(self.run(), name=f"relay {public_id}")
+        self.pusher = asyncio.create_task(self.push(), name=f"push {public_id}")
+        self.closing: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.upstream is not None and not self.upstream.closed
+
+    async def run(self) -> None:
+        delay = BACKOFF_START_S
+        async with aiohttp.ClientSession(timeout=CONNECT_TIMEOUT) as session:
+            while True:
+                try:
+                    await self.watch(session)
+                    delay = BACKOFF_START_S
+                    self.trouble = None
+                except DaemonError as e:
+                    self.trouble = e.message
+                except (aiohttp.ClientError, ConnectionError):
+                    logger.info("the console of server %s broke", self.public_id)
+                except Exception:
+                    logger.exception("the console relay of %s failed", self.public_id)
+                    self.trouble = "The panel's console relay failed; it tries again."
+                self.tell("relay", "reconnecting")
+                if self.trouble:
+                    self.tell("error", self.trouble)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def watch(self, session: aiohttp.ClientSession) -> None:
+        """Connect, then relay frames until the daemon closes the WebSocket."""
+        node = await _node_of(self.public_id)
+        self.upstream = await _connect(session, node, self.public_id)
+        try:
+            self.console.clear()
+            self.tell("relay", "connected")
+            await self.upstream.send_str(frame("send logs"))
+            async for message in self.upstream:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    self.receive(message.data)
+        finally:
+            upstream, self.upstream = self.upstream, None
+            await upstream.close()
+        logger.info("the daemon closed the console of server %s", self.public_id)
+
+    def receive(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+            event = message["event"]
+            args = message["args"]
+        except (ValueError, TypeError, KeyError):
+            logger.warning("the daemon sent a frame that is not one: %.200r", data)
+            return
+        if event not in DAEMON_EVENTS or not isinstance(args, list):
+            logger.warning("the daemon sent an unknown event: %.200r", data)
+            return
+        if event == "console output":
+            self.console.append(data)
+        self.inbox.put_nowait(data)
+
+    def tell(self, event: str, *args: Any) -> None:
+        self.inbox.put_nowait(frame(event, *args))
+
+    async def push(self) -> None:
+        """Hand frames to the viewers' group, those that came together at once."""
+        layer = get_channel_layer()
+        while True:
+            frames = [await self.inbox.get()]
+            size = len(frames[0])
+            while not self.inbox.empty() and size < MAX_BATCH_CHARACTERS:
+                frames.append(self.inbox.get_nowait())
+                size += len(frames[-1])
+            try:
+                await layer.group_send(
+                    self.group, {"type": "console.frames", "frames": frames}
+                )
+            except Exception:
+                logger.exception("lost %d frames of %s", len(frames), self.public_id)
+
+    async def send(self, data: str) -> None:
+        if not self.connected:
+            raise RelayDown
+        try:
+            await self.upstream.send_str(data)
+        except ConnectionError:
+            raise RelayDown from None
+
+    async def greet(self, channel: str) -> None:
+        """Bring one new viewer up to date: connected and the lines so far, or not."""
+        if self.connected:
+            frames = [frame("relay", "connected"), *self.console]
+        elif self.trouble:
+            frames = [frame("relay", "reconnecting"), frame("error", self.trouble)]
+        else:
+            return  # connecting: the group hears when it is done
+        await get_channel_layer().send(
+            channel, {"type": "console.frames", "frames": frames}
+        )
+
+    async def linger(self) -> None:
+        await asyncio.sleep(LINGER_S)
+        if self.viewers == 0 and _relays.get(self.public_id) is self:
+            del _relays[self.public_id]
+            await self.stop()
+
+    async def stop(self) -> None:
+        for task in (self.task, self.pusher, self.closing):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(self.task, self.pusher, return_exceptions=True)
+        logger.info("closed the console relay of server %s", self.public_id)
+
+
+async def join(public_id: str, channel: str) -> None:
+    """A viewer joined the server's group; `channel` gets the console so far."""
+    relay = _relays.get(public_id)
+    if relay is None or relay.loop is not asyncio.get_running_loop():
+        relay = _relays[public_id] = Relay(public_id)
+    relay.viewers += 1
+    if relay.closing is not None:
+        relay.closing.cancel()
+        relay.closing = None
+    # NB: the new viewer gets the lines from the relay's copy of the console, for
+    # it alone; a `send logs` to the daemon would replay them to every viewer.
+    await relay.greet(channel)
+
+
+async def leave(public_id: str) -> None:
+    relay = _relays.get(public_id)
+    if relay is None or relay.viewers == 0:
+        return
+    relay.viewers -= 1
+    if relay.viewers == 0:
+        relay.closing = asyncio.create_task(relay.linger())
+
+
+async def send(public_id: str, data: str) -> None:
+    """Send a frame to the server's daemon through this process's relay."""
+    relay = _relays.get(public_id)
+    if relay is None:
+        raise RelayDown
+    await relay.send(data)
+
+
+async def recent_lines(public_id: str, channel: str) -> None:
+    """Send the console so far to one viewer, as on joining."""
+    relay = _relays.get(public_id)
+    if relay is not None:
+        await relay.greet(channel)
+
+
+def upstream_count(public_id: str) -> int:
+    relay = _relays.get(public_id)
+    return int(relay is not None and relay.connected)
+
+
+async def shutdown() -> None:
+    relays = list(_relays.values())
+    _relays.clear()
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(r.stop() for r in relays if r.loop is loop))
+
+
+@database_sync_to_async
+def _node_of(public_id: str) -> Node:
+    try:
+        return Server.objects.select_related("node").get(public_id=public_id).node
+    except Server.DoesNotExist:
+        raise DaemonError(
+            "not_found", f"The server {public_id} no longer exists."
+        ) from None
+
+
+async def _connect(
+    session: aiohttp.ClientSession, node: Node, public_id: str
+) -> aiohttp.ClientWebSocketResponse:
+    """The server's console WebSocket on its daemon, or DaemonError."""
+    # websocket_target resolves the host and checks it; a thread keeps that off
+    # the event loop. Its signature is fresh for each attempt.
+    url, headers, sni = await asyncio.to_thread(websocket_target, node, public_id)
+    where = f"The daemon of node {node.name}"
+    try:
+        return await session.ws_connect(
+            url,
+            headers=headers,
+            ssl=daemon_tls_context() if sni else False,
+            server_hostname=sni,
+            max_msg_size=MAX_FRAME,
+            heartbeat=30,
+        )
+    except aiohttp.WSServerHandshakeError as e:
+        category = {401: "unauthorized", 404: "not_found"}.get(e.status, "bad_answer")
+        raise DaemonError(
+            category, f"{where} refused the console WebSocket ({e.status}).", e.status
+        ) from None
+    except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch) as e:
+        raise DaemonError("tls", f"{where} failed the TLS handshake: {e}.") from None
+    except TimeoutError:
+        raise DaemonError("timeout", f"{where} did not accept a connection.") from None
+    except (aiohttp.ClientError, OSError) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise DaemonError("refused", f"{where} cannot be reached: {reason}.") from None
