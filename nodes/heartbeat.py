@@ -126,9 +126,31 @@ def record(results: list[Result]) -> list[NodeStatusChange]:
             nodes.append(node)
             if change is not None:
                 changes.append(change)
-        Node.objects.bulk_update(nodes, HEARTBEAT_FIELDS, batch_size=BATCH_SIZE)
+        _update(nodes)
         NodeStatusChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
     return changes
+
+
+def _update(nodes: list[Node]) -> None:
+    """Write the heartbeat fields of every node in one statement, run per node.
+
+    bulk_update builds a CASE per field per node, which costs seconds of Python at
+    a thousand nodes; one prepared UPDATE run with executemany costs milliseconds.
+    """
+    if not nodes:
+        return
+    fields = [Node._meta.get_field(name) for name in HEARTBEAT_FIELDS]
+    assignments = ", ".join(
+        f"{connection.ops.quote_name(f.column)} = %s" for f in fields
+    )
+    table = connection.ops.quote_name(Node._meta.db_table)
+    rows = [
+        [f.get_db_prep_save(getattr(node, f.attname), connection) for f in fields]
+        + [node.pk]
+        for node in nodes
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)
 
 
 @contextmanager

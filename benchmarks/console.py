@@ -1,0 +1,555 @@
+"""How fast console lines reach viewers through the panel, against the daemon itself.
+
+    uv run python benchmarks/console.py [--small]
+
+Everything runs on loopback, in a temporary directory: a migrated SQLite file, one
+node with a real development daemon (a subprocess), and the panel served by Daphne
+(another), on the in-memory channel layer unless REDIS_URL is set. The server's
+startup command is a flood program: it prints LINES console lines as fast as it
+can, each carrying a run token, a sequence number and the time it was written
+(`time.time_ns()`), and then sleeps.
+
+For 1, 10 and 100 viewers (1 and 10 with --small) it opens that many browser-like
+WebSockets to the panel, and one straight to the daemon, signed as the panel signs
+its own, in a process of its own: the baseline of the same run. It then starts the
+server and reads until every client has seen the last line, or gives up. Per
+client: lines a second from its first line to its last, and each line's latency
+(received minus written). Between viewer counts the flood is killed and started
+again.
+
+Targets: at one viewer, the panel delivers at least 0.8 of the direct rate; at 100
+viewers it adds less than 50 ms to the 99th percentile latency.
+
+NB: a viewer too slow for the flood loses the messages that overflow its channel
+on the layer (see servers/relay.py); those lines are counted as lost, not hidden.
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import resource
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+import django
+import httpx
+
+if TYPE_CHECKING:
+    from nodes.daemon import Daemon
+    from nodes.models import Node
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stellarpanel.settings")
+
+FULL_VIEWERS = (1, 10, 100)
+SMALL_VIEWERS = (1, 10)
+FULL_LINES = 20_000
+SMALL_LINES = 2_000
+TARGET_RATIO = 0.8
+TARGET_ADDED_P99_MS = 50.0
+# A round ends when every client has the last line, when no client got a line of
+# the run for IDLE_S, or after at most ROUND_S.
+IDLE_S = 10.0
+ROUND_S = {False: 300.0, True: 30.0}
+START_TIMEOUT_S = 30.0
+MAX_FRAME = 64 * 1024
+PREFIX = "[flood]"
+
+# Written into the server's directory: it reads its run token and line count from
+# run.txt, which this benchmark writes before each start.
+FLOOD = """\
+import os
+import time
+
+run, count = open("run.txt").read().split()
+padding = "x" * 48
+for seq in range(int(count)):
+    line = f"{PREFIX} {run} {seq} {time.time_ns()} {padding}\\n"
+    os.write(1, line.encode())
+time.sleep(3600)
+""".replace("{PREFIX}", PREFIX)
+
+
+@dataclass
+class Received:
+    """What one client saw of one run of the flood."""
+
+    seen: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    got_last: bool = False
+    closed: str = ""  # why the socket closed early, if it did
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        span = (self.last_ns - self.first_ns) / 1e9
+        return (self.seen - 1) / span if self.seen > 1 and span > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Round:
+    viewers: int
+    lines: int
+    direct: Received
+    panel: list[Received]
+
+
+# The clients.
+
+
+async def read_flood(
+    ws: aiohttp.ClientWebSocketResponse, run: str, lines: int, deadline: float
+) -> Received:
+    """Console lines of the run until the last one, the deadline or an idle spell."""
+    received = Received()
+    seqs = bytearray(lines)
+    last = lines - 1
+    while not received.got_last:
+        left = min(deadline - time.monotonic(), IDLE_S)
+        if left <= 0:
+            break
+        try:
+            message = await ws.receive(timeout=left)
+        except TimeoutError:
+            break
+        now = time.time_ns()
+        if message.type != aiohttp.WSMsgType.TEXT:
+            received.closed = f"{message.type.name} {ws.close_code or ''}".strip()
+            break
+        data = json.loads(message.data)
+        if data["event"] != "console output":
+            continue
+        words = data["args"][0].split(" ", 4)
+        if words[0] != PREFIX or words[1] != run:
+            continue  # an earlier run's line, replayed
+        seq, sent = int(words[2]), int(words[3])
+        if not seqs[seq]:
+            seqs[seq] = 1
+            received.seen += 1
+        received.first_ns = received.first_ns or now
+        received.last_ns = now
+        received.latencies_ms.append((now - sent) / 1e6)
+        received.got_last = seq == last
+    return received
+
+
+async def open_viewer(
+    session: aiohttp.ClientSession, url: str, origin: str, cookie: str
+) -> aiohttp.ClientWebSocketResponse:
+    """A viewer's socket, once the panel's relay says it is connected to the daemon."""
+    ws = await session.ws_connect(
+        url, origin=origin, headers={"Cookie": cookie}, max_msg_size=MAX_FRAME
+    )
+    async with asyncio.timeout(START_TIMEOUT_S):
+        async for message in ws:
+            data = json.loads(message.data)
+            if data == {"event": "relay", "args": ["connected"]}:
+                return ws
+    raise RuntimeError(f"the panel closed the console socket ({ws.close_code})")
+
+
+def direct_client(
+    conn: Connection, url: str, headers: dict[str, str], run: str, lines: int, s: float
+) -> None:
+    """The baseline, in a process of its own: one socket straight to the daemon."""
+
+    async def watch() -> Received:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, headers=headers, max_msg_size=MAX_FRAME) as ws,
+        ):
+            conn.send("ready")
+            conn.recv()  # the server is starting
+            return await read_flood(ws, run, lines, time.monotonic() + s)
+
+    conn.send(asyncio.run(watch()))
+
+
+# One round.
+
+
+@dataclass(frozen=True)
+class Panel:
+    url: str
+    cookie: str
+    node: "Node"
+    server: str
+    directory: Path
+
+
+async def measure(panel: Panel, viewers: int, lines: int, small: bool) -> Round:
+    from nodes.daemon import Daemon, websocket_target
+
+    run = secrets.token_hex(4)
+    (panel.directory / "run.txt").write_text(f"{run} {lines}\n")
+    host = panel.url.removeprefix("http://")
+    socket_url = f"ws://{host}/ws/servers/{panel.server}/"
+    deadline_s = ROUND_S[small]
+
+    url, headers, _ = await asyncio.to_thread(
+        websocket_target, panel.node, panel.server
+    )
+    ours, theirs = multiprocessing.Pipe()
+    direct = multiprocessing.Process(
+        target=direct_client, args=(theirs, url, headers, run, lines, deadline_s)
+    )
+    direct.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            sockets = await asyncio.gather(
+                *(
+                    open_viewer(session, socket_url, panel.url, panel.cookie)
+                    for _ in range(viewers)
+                )
+            )
+            if await asyncio.to_thread(ours.recv) != "ready":
+                raise RuntimeError("the direct client did not connect")
+
+            await asyncio.to_thread(Daemon(panel.node).power, panel.server, "start")
+            ours.send("go")
+            deadline = time.monotonic() + deadline_s
+            received = await asyncio.gather(
+                *(read_flood(ws, run, lines, deadline) for ws in sockets)
+            )
+            for ws in sockets:
+                await ws.close()
+        baseline = await asyncio.to_thread(ours.recv)
+    finally:
+        direct.join(timeout=10)
+        if direct.is_alive():
+            direct.kill()
+    return Round(viewers, lines, baseline, list(received))
+
+
+async def kill_flood(panel: Panel) -> None:
+    """Kill the flood and wait for the daemon to call the server offline."""
+    from nodes.daemon import Daemon, DaemonError
+
+    daemon = Daemon(panel.node)
+    try:
+        await asyncio.to_thread(daemon.power, panel.server, "kill")
+    except DaemonError as e:
+        if e.category != "conflict":  # already offline
+            raise
+    await wait_for_state(daemon, panel.server, {"offline"})
+
+
+async def wait_for_state(daemon: "Daemon", server: str, states: set[str]) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S * 4
+    while True:
+        state = (await asyncio.to_thread(daemon.server, server))["state"]
+        if state in states:
+            return state
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server stayed {state}")
+        await asyncio.sleep(0.2)
+
+
+async def run_rounds(
+    panel: Panel, viewer_counts: tuple[int, ...], small: bool
+) -> list[Round]:
+    lines = SMALL_LINES if small else FULL_LINES
+    rounds = []
+    for viewers in viewer_counts:
+        print(f"  {viewers} viewer(s), {lines:,} lines…", flush=True)
+        rounds.append(await measure(panel, viewers, lines, small))
+        await kill_flood(panel)
+    return rounds
+
+
+# The setup.
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def configure(tmp: Path, panel_url: str) -> dict[str, str]:
+    """The panel's environment, shared by this process and Daphne."""
+    from cryptography.fernet import Fernet
+
+    for name in ("SECRET_KEY_FILE", "ENCRYPTION_KEY_FILE", "ALLOWED_HOSTS"):
+        os.environ.pop(name, None)
+    os.environ.update(
+        DATABASE_URL=f"sqlite:///{tmp / 'panel.sqlite3'}",
+        DEBUG="False",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        DAEMON_ALLOWED_NETWORKS="127.0.0.0/8",
+        HEARTBEAT_ENABLED="False",
+        PANEL_URL=panel_url,
+        DJANGO_SETTINGS_MODULE="stellarpanel.settings",
+    )
+    return dict(os.environ)
+
+
+def seed(daemon_port: int) -> tuple["Node", str, str]:
+    """An owner, a node on loopback and a flood server on it; the owner's cookie."""
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.test import Client
+
+    from nodes.models import MB_PER_GB, Allocation, Node
+    from servers.models import Server
+
+    call_command("migrate", verbosity=0, interactive=False)
+    owner = User.objects.create_user("bob")
+    node = Node(
+        name="local",
+        host="127.0.0.1",
+        port=daemon_port,
+        protocol=Node.Protocol.HTTP,
+        cpu_cores=8,
+        memory_mb=16 * MB_PER_GB,
+        disk_mb=200 * MB_PER_GB,
+        status=Node.Status.ONLINE,
+    )
+    node.set_new_token()
+    node.save()
+    server = Server.objects.create(
+        name="flood",
+        owner=owner,
+        node=node,
+        cpu=100,
+        memory_mb=512,
+        disk_mb=1024,
+        startup="{{PYTHON}} flood.py",
+    )
+    Allocation.objects.create(
+        node=node, ip="127.0.0.1", port=free_port(), server=server, is_primary=True
+    )
+    client = Client()
+    client.force_login(owner)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return node, server.public_id, f"{settings.SESSION_COOKIE_NAME}={session}"
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
+    with log.open("wb") as output:
+        child = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def wait_for_port(port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"nothing listens on {port}:\n{log.read_text()}"
+                ) from None
+            time.sleep(0.1)
+
+
+def install_flood(node: "Node", public_id: str, data_dir: Path) -> Path:
+    """Create and install the server on the daemon, then put the flood in place."""
+    from nodes.daemon import Daemon, DaemonError
+    from servers.models import Server
+
+    daemon = Daemon(node)
+    try:
+        daemon.create_server(Server.objects.get(public_id=public_id).daemon_config())
+    except DaemonError as e:
+        # The daemon may have adopted it from the panel's list as it booted.
+        if e.category != "conflict":
+            raise
+    daemon.install(public_id)
+    state = asyncio.run(
+        wait_for_state(daemon, public_id, {"offline", "install_failed"})
+    )
+    if state != "offline":
+        raise RuntimeError("the install failed")
+    directory = data_dir / "servers" / public_id
+    (directory / "flood.py").write_text(FLOOD)
+    return directory
+
+
+@contextmanager
+def stack(tmp: Path) -> Iterator[Panel]:
+    """Daphne and the development daemon, seeded, until the block ends."""
+    panel_port, daemon_port = free_port(), free_port()
+    panel_url = f"http://127.0.0.1:{panel_port}"
+    env = configure(tmp, panel_url)
+    django.setup()
+    from nodes.models import Node
+
+    node, public_id, cookie = seed(daemon_port)
+
+    data_dir = tmp / "daemon"
+    data_dir.mkdir()
+    config = node.daemon_config(
+        node.daemon_token(),
+        listen="127.0.0.1",
+        data_dir=str(data_dir),
+        panel_url=panel_url,
+    )
+    config_file = tmp / "node.toml"
+    config_file.write_text(
+        config.replace(f"port = {node.sftp_port}", f"port = {free_port()}")
+    )
+    daphne = [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port"]
+    daemon = [sys.executable, "-m", "devdaemon", "--config", str(config_file)]
+    with ExitStack() as running:
+        running.enter_context(
+            process(
+                [*daphne, str(panel_port), "stellarpanel.asgi:application"],
+                env,
+                tmp / "daphne.log",
+            )
+        )
+        wait_for_port(panel_port, tmp / "daphne.log")
+        httpx.get(f"{panel_url}/login/", timeout=10).raise_for_status()
+        running.enter_context(process(daemon, env, tmp / "daemon.log"))
+        wait_for_port(daemon_port, tmp / "daemon.log")
+        directory = install_flood(node, public_id, data_dir)
+        yield Panel(
+            panel_url, cookie, Node.objects.get(pk=node.pk), public_id, directory
+        )
+
+
+# The report.
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def report(rounds: list[Round]) -> bool:
+    """Print the table; True when every target that applies is met."""
+    print(
+        "\nConsole lines through the panel vs straight from the daemon; "
+        "lines/s per client, latency in ms (received - written)\n"
+    )
+    row = "  {:>7}{:>10}{:>10}{:>7}{:>16}{:>18}{:>18}{:>7}  {}"
+    print(
+        row.format(
+            "viewers",
+            "direct/s",
+            "panel/s",
+            "ratio",
+            "direct p50/99",
+            "panel p50/99",
+            "added p50/99",
+            "lost",
+            "target",
+        )
+    )
+    verdicts: list[bool] = []
+    for r in rounds:
+        direct = r.direct
+        rate = sum(p.rate for p in r.panel) / len(r.panel)
+        ratio = rate / direct.rate if direct.rate else 0.0
+        panel_ms = [ms for p in r.panel for ms in p.latencies_ms]
+        d50, d99 = (percentile(direct.latencies_ms, q) for q in (0.5, 0.99))
+        p50, p99 = (percentile(panel_ms, q) for q in (0.5, 0.99))
+        lost = sum(r.lines - p.seen for p in r.panel)
+        verdict = "—"
+        if r.viewers == 1:
+            ok = ratio >= TARGET_RATIO and not lost
+            verdict = f"ratio >= {TARGET_RATIO}: {'met' if ok else 'MISSED'}"
+            verdicts.append(ok)
+        elif r.viewers == 100:
+            ok = p99 - d99 < TARGET_ADDED_P99_MS and not lost
+            verdict = f"added p99 < {TARGET_ADDED_P99_MS:.0f} ms: "
+            verdict += "met" if ok else "MISSED"
+            verdicts.append(ok)
+        print(
+            row.format(
+                r.viewers,
+                f"{direct.rate:,.0f}",
+                f"{rate:,.0f}",
+                f"{ratio:.2f}",
+                f"{d50:.1f}/{d99:.1f}",
+                f"{p50:.1f}/{p99:.1f}",
+                f"{p50 - d50:.1f}/{p99 - d99:.1f}",
+                f"{lost:,}",
+                verdict,
+            )
+        )
+        if notes := remarks(r):
+            print(f"  {'':>7}  NB: {'; '.join(notes)}")
+    if not verdicts:
+        print("\nNo target applies at these viewer counts.")
+    else:
+        met = all(verdicts)
+        print(f"\n{'All targets met.' if met else 'Some targets were missed.'}")
+    return all(verdicts)
+
+
+def remarks(r: Round) -> list[str]:
+    """What went wrong in a round, besides the figures."""
+    notes = []
+    if r.direct.seen < r.lines:
+        notes.append(f"direct lost {r.lines - r.direct.seen:,}")
+    if r.direct.closed:
+        notes.append(f"direct socket closed ({r.direct.closed})")
+    if closed := sum(bool(p.closed) for p in r.panel):
+        notes.append(f"{closed} viewer socket(s) closed early")
+    if short := sum(not p.got_last for p in r.panel):
+        notes.append(f"{short} viewer(s) never saw the last line")
+    return notes
+
+
+def raise_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(wanted, 65536)), hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="a quick run, for CI")
+    small = parser.parse_args(argv).small
+    viewers = SMALL_VIEWERS if small else FULL_VIEWERS
+    raise_open_files()
+
+    with tempfile.TemporaryDirectory(prefix="stellarpanel-console-") as name:
+        print(f"StellarPanel console benchmark in {name}", flush=True)
+        try:
+            with stack(Path(name)) as panel:
+                print(f"Panel at {panel.url}, server {panel.server}", flush=True)
+                rounds = asyncio.run(run_rounds(panel, viewers, small))
+        except Exception:
+            print("\nThe benchmark could not finish:")
+            traceback.print_exc(file=sys.stdout)
+            return 0
+    report(rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
