@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from nodes.hosts import HostRefused, check_host, normalize_host
+from nodes.forms import checked_host
 from nodes.models import Allocation, Node
 
 
@@ -23,11 +23,7 @@ class NodeAdminForm(forms.ModelForm):
         ]
 
     def clean_host(self) -> str:
-        try:
-            check_host(self.cleaned_data["host"])
-        except HostRefused as e:
-            raise forms.ValidationError(str(e), code="host") from None
-        return normalize_host(self.cleaned_data["host"])
+        return checked_host(self.cleaned_data["host"])
 
 
 @admin.register(Node)

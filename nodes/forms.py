@@ -8,6 +8,15 @@ from nodes.models import MAX_DISK_GB, MAX_MEMORY_GB, MB_PER_GB, Allocation, Node
 from nodes.ports import PortListError, parse_ports
 
 
+def checked_host(value: str) -> str:
+    """A host that the host policy accepts, as stored; else a form error."""
+    try:
+        check_host(value)
+    except HostRefused as e:
+        raise forms.ValidationError(str(e), code="host") from None
+    return normalize_host(value)
+
+
 class NodeEditForm(forms.ModelForm):
     """What may change on an existing node; host, port and protocol may not."""
 
@@ -92,12 +101,7 @@ class NodeForm(NodeEditForm):
     ]
 
     def clean_host(self) -> str:
-        value = self.cleaned_data["host"]
-        try:
-            check_host(value)
-        except HostRefused as e:
-            raise forms.ValidationError(str(e), code="host") from None
-        return normalize_host(value)
+        return checked_host(self.cleaned_data["host"])
 
 
 class HostCheckForm(forms.Form):

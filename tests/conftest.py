@@ -132,12 +132,17 @@ def running_daemon(node: Node, data_dir: Path, panel_url: str) -> Iterator[None]
                 time.sleep(0.1)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen, seconds: float = 15) -> None:
+    """Ask a subprocess to end, and make it if it does not in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture

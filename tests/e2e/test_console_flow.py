@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, e
 
 from nodes.daemon import Daemon, DaemonError
 from nodes.models import Node
-from tests.conftest import PASSWORD, ROOT, free_port, running_daemon
+from tests.conftest import PASSWORD, ROOT, free_port, running_daemon, stop
 from tests.e2e.conftest import TIMEOUT_MS
 from tests.stellarpanel.test_asgi import panel_env, wait_until_serving
 
@@ -142,12 +142,7 @@ def panel(
         wait_until_serving(process, url, log)
         yield Panel(url, tmp_path / "db.sqlite3", log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture

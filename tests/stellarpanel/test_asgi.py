@@ -12,6 +12,8 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.conftest import stop
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 
@@ -99,12 +101,7 @@ def daphne_url(tmp_path: Path) -> Iterator[str]:
         wait_until_serving(process, base_url, log)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture
