@@ -146,10 +146,10 @@ def stop(process: subprocess.Popen, seconds: float = 15) -> None:
 
 
 @pytest.fixture
-def daemon_node(settings, tmp_path: Path, location: Location) -> Iterator[Node]:
-    """An online node on loopback with a real development daemon behind it."""
+def loopback_node(settings, location: Location) -> Node:
+    """An online node on 127.0.0.1 with a free port, allowed by the host policy."""
     settings.DAEMON_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
-    node = make_node(
+    return make_node(
         "local",
         location=location,
         host="127.0.0.1",
@@ -157,6 +157,12 @@ def daemon_node(settings, tmp_path: Path, location: Location) -> Iterator[Node]:
         protocol=Node.Protocol.HTTP,
         status=Node.Status.ONLINE,
     )
+
+
+@pytest.fixture
+def daemon_node(loopback_node: Node, tmp_path: Path) -> Iterator[Node]:
+    """An online node on loopback with a real development daemon behind it."""
     # The panel is not serving in these tests: the daemon's reports go nowhere.
-    with running_daemon(node, tmp_path / "daemon", f"http://127.0.0.1:{free_port()}"):
-        yield node
+    panel_url = f"http://127.0.0.1:{free_port()}"
+    with running_daemon(loopback_node, tmp_path / "daemon", panel_url):
+        yield loopback_node

@@ -31,20 +31,11 @@ def wait_for(check: Callable[[], bool], seconds: float = 20) -> None:
 
 @pytest.fixture
 def reporting_node(
-    settings, tmp_path: Path, live_server: LiveServer, location: Location
+    loopback_node: Node, tmp_path: Path, live_server: LiveServer
 ) -> Iterator[Node]:
     """A node whose daemon reports back to the panel, served by the live server."""
-    settings.DAEMON_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
-    node = make_node(
-        "local",
-        location=location,
-        host="127.0.0.1",
-        port=free_port(),
-        protocol=Node.Protocol.HTTP,
-        status=Node.Status.ONLINE,
-    )
-    with running_daemon(node, tmp_path / "daemon", live_server.url):
-        yield node
+    with running_daemon(loopback_node, tmp_path / "daemon", live_server.url):
+        yield loopback_node
 
 
 def create(client: Client, node: Node, owner: User, port: int) -> Server:
