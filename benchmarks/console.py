@@ -165,7 +165,12 @@ async def open_viewer(
 
 
 def direct_client(
-    conn: Connection, url: str, headers: dict[str, str], run: str, lines: int, s: float
+    conn: Connection,
+    url: str,
+    headers: dict[str, str],
+    run: str,
+    lines: int,
+    seconds: float,
 ) -> None:
     """The baseline, in a process of its own: one socket straight to the daemon."""
 
@@ -176,7 +181,7 @@ def direct_client(
         ):
             conn.send("ready")
             conn.recv()  # the server is starting
-            return await read_flood(ws, run, lines, time.monotonic() + s)
+            return await read_flood(ws, run, lines, time.monotonic() + seconds)
 
     conn.send(asyncio.run(watch()))
 

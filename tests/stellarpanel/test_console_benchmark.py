@@ -3,11 +3,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+HEADER = "viewers  direct/s   panel/s  ratio   direct p50/99"
 
 
 class TestConsoleBenchmark:
     def test_it_runs_the_console_benchmark_small(self) -> None:
-        # A real daemon and Daphne, one and ten viewers of 2,000 lines.
+        # A real daemon and Daphne; one and ten viewers of 2,000 lines.
         done = subprocess.run(
             [sys.executable, "benchmarks/console.py", "--small"],
             cwd=ROOT,
@@ -17,9 +18,11 @@ class TestConsoleBenchmark:
         )
         assert done.returncode == 0, done.stderr
         assert "could not finish" not in done.stdout, done.stdout
-        assert "viewers  direct/s   panel/s  ratio" in done.stdout
+
+        # The table: a row for each viewer count, the one-viewer target judged.
         lines = done.stdout.splitlines()
-        rows = [line.split() for line in lines if line.split()[:1] in (["1"], ["10"])]
-        assert [row[0] for row in rows] == ["1", "10"], done.stdout
-        assert "ratio >= 0.8: " in done.stdout
+        header = next(i for i, line in enumerate(lines) if HEADER in line)
+        one, ten = (line.split() for line in lines[header + 1 : header + 3])
+        assert one[0] == "1" and one[-3:-1] == [">=", "0.8:"], done.stdout
+        assert ten[0] == "10" and ten[-1] == "—", done.stdout
         assert "targets met." in done.stdout or "targets were missed." in done.stdout
