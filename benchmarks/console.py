@@ -133,19 +133,21 @@ async def read_flood(
             received.closed = f"{message.type.name} {ws.close_code or ''}".strip()
             break
         data = json.loads(message.data)
-        if data["event"] != "console output":
-            continue
-        words = data["args"][0].split(" ", 4)
-        if words[0] != PREFIX or words[1] != run:
-            continue  # an earlier run's line, replayed
-        seq, sent = int(words[2]), int(words[3])
-        if not seqs[seq]:
-            seqs[seq] = 1
-            received.seen += 1
-        received.first_ns = received.first_ns or now
-        received.last_ns = now
-        received.latencies_ms.append((now - sent) / 1e6)
-        received.got_last = seq == last
+        # The panel sends a busy console as arrays of frames.
+        for frame in data if isinstance(data, list) else [data]:
+            if frame["event"] != "console output":
+                continue
+            words = frame["args"][0].split(" ", 4)
+            if words[0] != PREFIX or words[1] != run:
+                continue  # an earlier run's line, replayed
+            seq, sent = int(words[2]), int(words[3])
+            if not seqs[seq]:
+                seqs[seq] = 1
+                received.seen += 1
+            received.first_ns = received.first_ns or now
+            received.last_ns = now
+            received.latencies_ms.append((now - sent) / 1e6)
+            received.got_last = received.got_last or seq == last
     return received
 
 
@@ -159,7 +161,8 @@ async def open_viewer(
     async with asyncio.timeout(START_TIMEOUT_S):
         async for message in ws:
             data = json.loads(message.data)
-            if data == {"event": "relay", "args": ["connected"]}:
+            frames = data if isinstance(data, list) else [data]
+            if {"event": "relay", "args": ["connected"]} in frames:
                 return ws
     raise RuntimeError(f"the panel closed the console socket ({ws.close_code})")
 

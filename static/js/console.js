@@ -196,8 +196,11 @@
       } catch {
         return;
       }
-      const handler = HANDLERS[frame.event];
-      if (handler) handler(...(Array.isArray(frame.args) ? frame.args : []));
+      // A message holds one frame, or an array of frames sent together.
+      for (const one of Array.isArray(frame) ? frame : [frame]) {
+        const handler = HANDLERS[one && one.event];
+        if (handler) handler(...(Array.isArray(one.args) ? one.args : []));
+      }
     });
     socket.addEventListener("close", () => {
       socket = null;

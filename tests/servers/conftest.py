@@ -75,10 +75,23 @@ async def frames_until(
     while True:
         left = deadline - time.monotonic()
         assert left > 0, f"timed out; got {frames}"
-        frame = json.loads(await communicator.receive_from(timeout=left))
+        frame = await next_frame(communicator, left)
         frames.append(frame)
         if done(frame):
             return frames
+
+
+# Frames received in one message but not yet read, per communicator.
+_unread: dict[int, list[dict]] = {}
+
+
+async def next_frame(communicator: WebsocketCommunicator, timeout: float) -> dict:
+    """The next frame, whether it came alone or in an array with others."""
+    unread = _unread.setdefault(id(communicator), [])
+    if not unread:
+        message = json.loads(await communicator.receive_from(timeout=timeout))
+        unread.extend(message if isinstance(message, list) else [message])
+    return unread.pop(0)
 
 
 def event(name: str, *args: Any) -> Callable[[dict], bool]:
