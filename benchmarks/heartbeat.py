@@ -250,7 +250,7 @@ def measure_sweep(ports: list[int]) -> SweepFigures:
         nodes=len(ports),
         seconds=seconds,
         outcomes=Counter("online" if r.online else r.category for r in results),
-        queries=Counter(q["sql"].split(None, 1)[0].upper() for q in captured),
+        queries=Counter(statement_kind(q["sql"]) for q in captured),
         sql_seconds=sum(float(q["time"]) for q in captured),
         changes=NodeStatusChange.objects.count(),
         max_rss_growth=max_rss() - rss,
@@ -300,6 +300,14 @@ def measure_bare(ports: list[int], timeout: float, concurrency: int) -> BareFigu
 
 
 # The report.
+
+
+def statement_kind(sql: str) -> str:
+    """The statement's first word; Django logs an executemany as "N times SQL"."""
+    words = sql.split(None, 3)
+    if len(words) > 2 and words[1] in ("times", "times:") and words[0].isdigit():
+        return f"{words[2].upper()} (executemany)"
+    return words[0].upper()
 
 
 def describe(outcomes: Counter[str]) -> str:
