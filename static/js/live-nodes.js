@@ -56,6 +56,23 @@
         now.dataset.nodeLatency = "";
         was.replaceWith(now);
       }
+      if (node.last_heartbeat) {
+        for (const age of document.querySelectorAll(
+          `[data-node-id="${id}"][data-node-heartbeat]`
+        )) {
+          const when = document.createElement("time");
+          when.dateTime = node.last_heartbeat;
+          when.title = new Date(node.last_heartbeat).toString();
+          const seconds = Math.max(
+            0,
+            Math.round((Date.now() - Date.parse(node.last_heartbeat)) / 1000)
+          );
+          const ago = seconds < 60 ? `${seconds} s` : `${Math.round(seconds / 60)} min`;
+          when.textContent =
+            (node.status === "online" ? "answered " : "last answered ") + ago + " ago";
+          age.replaceChildren(when);
+        }
+      }
     }
   }
 
