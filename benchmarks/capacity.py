@@ -19,15 +19,14 @@ import importlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import django
+from throwaway import throwaway_database
 
 if TYPE_CHECKING:
     from django.test import Client
@@ -61,35 +60,6 @@ SMALL = Plan(inserts=200, rounds=1, requests=3, few_nodes=2, many_nodes=20)
 class PageFigures:
     queries: int
     median_ms: float
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    """Create, migrate, and finally drop a database of the configured kind."""
-    from django.db import connection
-    from django.test.utils import (
-        setup_databases,
-        setup_test_environment,
-        teardown_databases,
-        teardown_test_environment,
-    )
-
-    with tempfile.TemporaryDirectory(prefix="stellarpanel-bench-") as tmp:
-        test = connection.settings_dict.setdefault("TEST", {})
-        if connection.vendor == "sqlite":
-            test["NAME"] = os.path.join(tmp, "bench.sqlite3")
-        else:
-            test["NAME"] = f"{connection.settings_dict['NAME']}_bench"
-        # DEBUG off: no query log on every request, as in production.
-        setup_test_environment(debug=False)
-        old_config = setup_databases(
-            verbosity=0, interactive=False, serialized_aliases=set()
-        )
-        try:
-            yield test["NAME"]
-        finally:
-            teardown_databases(old_config, verbosity=0)
-            teardown_test_environment()
 
 
 def capacity_triggers() -> tuple[list[str], list[str]]:
@@ -388,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.db import connection
 
-    with throwaway_database() as name:
+    with throwaway_database("bench") as name:
         print(f"Working in the throwaway database {name}", flush=True)
         inserts = measure_inserts(plan)
         pages = measure_pages(plan)

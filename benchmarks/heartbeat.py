@@ -35,7 +35,6 @@ import platform
 import resource
 import socket
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections import Counter
@@ -48,6 +47,7 @@ from pathlib import Path
 import django
 import httpx
 from aiohttp import web
+from throwaway import throwaway_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stellarpanel.settings")
@@ -173,35 +173,6 @@ def is_silent(index: int) -> bool:
 
 
 # The database.
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    """Create, migrate, and finally drop a database of the configured kind."""
-    from django.db import connection
-    from django.test.utils import (
-        setup_databases,
-        setup_test_environment,
-        teardown_databases,
-        teardown_test_environment,
-    )
-
-    with tempfile.TemporaryDirectory(prefix="stellarpanel-bench-") as tmp:
-        test = connection.settings_dict.setdefault("TEST", {})
-        if connection.vendor == "sqlite":
-            test["NAME"] = os.path.join(tmp, "bench.sqlite3")
-        else:
-            test["NAME"] = f"{connection.settings_dict['NAME']}_heartbeat_bench"
-        # DEBUG off: no query log but the one captured, as in production.
-        setup_test_environment(debug=False)
-        old_config = setup_databases(
-            verbosity=0, interactive=False, serialized_aliases=set()
-        )
-        try:
-            yield test["NAME"]
-        finally:
-            teardown_databases(old_config, verbosity=0)
-            teardown_test_environment()
 
 
 def replace_nodes(ports: list[int]) -> None:
@@ -422,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     loopback = [ipaddress.ip_network("127.0.0.0/8")]
     with (
         simulated_daemons(nodes) as ports,
-        throwaway_database() as name,
+        throwaway_database("heartbeat_bench") as name,
         override_settings(
             DAEMON_ALLOWED_NETWORKS=loopback,
             HEARTBEAT_TIMEOUT=args.timeout,

@@ -1,7 +1,6 @@
 """The console WebSocket, through the whole ASGI stack, against a real daemon."""
 
 import asyncio
-import ipaddress
 import json
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,11 +11,10 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
-from locations.models import Location
 from nodes.models import Node
 from servers import consumers, relay
 from servers.models import Server
-from tests.conftest import free_port, make_node, running_daemon
+from tests.conftest import free_port, running_daemon
 from tests.servers.conftest import (
     Viewer,
     event,
@@ -282,23 +280,15 @@ class TestConsoleConsumerOnRedis:
 
 
 @pytest.fixture
-def silent_node(settings, location: Location) -> Node:
+def silent_node(loopback_node: Node) -> Node:
     """Online, as far as the panel knows, but nothing listens at its port."""
-    settings.DAEMON_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
-    return make_node(
-        "silent",
-        location=location,
-        host="127.0.0.1",
-        port=free_port(),
-        protocol=Node.Protocol.HTTP,
-        status=Node.Status.ONLINE,
-    )
+    return loopback_node
 
 
 @pytest.fixture
-def local_node(silent_node: Node) -> Node:
+def local_node(loopback_node: Node) -> Node:
     """A node on loopback whose daemon the test starts and stops itself."""
-    return silent_node
+    return loopback_node
 
 
 _server = database_sync_to_async(make_server)
