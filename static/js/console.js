@@ -9,7 +9,6 @@
   const MAX_LINES = 1000; // lines kept on screen; older ones are dropped
   const MAX_HISTORY = 100; // commands kept for the up and down arrows
   const SAMPLES = 60; // stats kept for the charts, about a minute
-  const BACKOFF_START_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
   const STATUS_LABELS = {
     installing: "Installing",
@@ -38,12 +37,9 @@
   const power = document.querySelector(root.dataset.powerForm || "form.power");
   const nodeOnline = root.dataset.nodeOnline === "true";
 
-  let socket = null;
-  let leaving = false;
+  let socket = null; // the live socket, from panel.js
   let live = false;
   let relayUp = true;
-  let attempts = 0;
-  let reconnectTimer = null;
   let pending = []; // lines waiting for the next frame, at most MAX_LINES
   let frameRequested = false;
   let history = [];
@@ -166,57 +162,16 @@
     let label = "Reconnecting…";
     if (live && relayUp) [state, label] = ["live", "Live"];
     else if (live) [state, label] = ["reconnecting", "Daemon reconnecting…"];
-    else if (attempts === 0) [state, label] = ["connecting", "Connecting…"];
+    else if (!socket || socket.attempts === 0) {
+      [state, label] = ["connecting", "Connecting…"];
+    }
     connection.dataset.state = state;
     connection.textContent = label;
     input.disabled = sendButton.disabled = !live;
   }
 
-  // The socket, reconnected with a growing, jittered wait when it drops.
-
-  function connect() {
-    clearTimeout(reconnectTimer);
-    reconnectTimer = null;
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(scheme + "//" + location.host + root.dataset.socket);
-    socket.addEventListener("open", () => {
-      live = true;
-      relayUp = true;
-      attempts = 0;
-      showConnection();
-      // The panel sends the status and the console so far with every connection.
-      output.replaceChildren();
-      pending = [];
-      send("send stats");
-    });
-    socket.addEventListener("message", (event) => {
-      let frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      // A message holds one frame, or an array of frames sent together.
-      for (const one of Array.isArray(frame) ? frame : [frame]) {
-        const handler = HANDLERS[one && one.event];
-        if (handler) handler(...(Array.isArray(one.args) ? one.args : []));
-      }
-    });
-    socket.addEventListener("close", () => {
-      socket = null;
-      live = false;
-      if (leaving) return;
-      attempts += 1;
-      showConnection();
-      const wait = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** (attempts - 1));
-      reconnectTimer = setTimeout(connect, wait * (0.75 + Math.random() / 2));
-    });
-  }
-
   function send(event, ...args) {
-    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-    socket.send(JSON.stringify({ event, args }));
-    return true;
+    return socket.send(event, ...args);
   }
 
   const HANDLERS = {
@@ -361,23 +316,26 @@
     chart("network", 0);
   }
 
-  // Leave cleanly: no timer or socket outlives the page.
-  window.addEventListener("pagehide", () => {
-    leaving = true;
-    clearTimeout(reconnectTimer);
-    if (socket) socket.close();
-  });
-  window.addEventListener("pageshow", (event) => {
-    if (!event.persisted) return;
-    leaving = false;
-    attempts = 0;
-    connect();
-  });
-  window.addEventListener("online", () => {
-    if (!socket) connect();
-  });
-
   setStatus(root.dataset.status);
   showConnection();
-  connect();
+  socket = window.liveSocket(root.dataset.socket, {
+    maxWaitMs: BACKOFF_MAX_MS,
+    onOpen() {
+      live = true;
+      relayUp = true;
+      showConnection();
+      // The panel sends the status and the console so far with every connection.
+      output.replaceChildren();
+      pending = [];
+      send("send stats");
+    },
+    onFrame(event, args) {
+      const handler = HANDLERS[event];
+      if (handler) handler(...args);
+    },
+    onClose() {
+      live = false;
+      showConnection();
+    },
+  });
 })();

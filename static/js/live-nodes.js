@@ -5,14 +5,8 @@
 
   if (!document.querySelector("[data-node-id]") || !("WebSocket" in window)) return;
 
-  const BACKOFF_START_MS = 1000;
   const BACKOFF_MAX_MS = 60000;
   const SLOW_TITLE = "Over 50 ms: consoles and power actions will feel slow";
-
-  let socket = null;
-  let leaving = false;
-  let attempts = 0;
-  let reconnectTimer = null;
 
   function badge(node) {
     const online = node.status === "online";
@@ -76,47 +70,16 @@
     }
   }
 
-  function connect() {
-    clearTimeout(reconnectTimer);
-    reconnectTimer = null;
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(scheme + "//" + location.host + "/ws/nodes/");
-    socket.addEventListener("open", () => {
-      attempts = 0;
+  window.liveSocket("/ws/nodes/", {
+    maxWaitMs: BACKOFF_MAX_MS,
+    onOpen() {
       document.documentElement.dataset.liveNodes = "live";
-    });
-    socket.addEventListener("message", (event) => {
-      let frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      if (frame.event === "node status" && Array.isArray(frame.args)) {
-        patch(frame.args);
-      }
-    });
-    socket.addEventListener("close", () => {
-      socket = null;
+    },
+    onFrame(event, args) {
+      if (event === "node status") patch(args);
+    },
+    onClose() {
       document.documentElement.dataset.liveNodes = "down";
-      if (leaving) return;
-      attempts += 1;
-      const wait = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** (attempts - 1));
-      reconnectTimer = setTimeout(connect, wait * (0.75 + Math.random() / 2));
-    });
-  }
-
-  window.addEventListener("pagehide", () => {
-    leaving = true;
-    clearTimeout(reconnectTimer);
-    if (socket) socket.close();
+    },
   });
-  window.addEventListener("pageshow", (event) => {
-    if (!event.persisted) return;
-    leaving = false;
-    attempts = 0;
-    connect();
-  });
-
-  connect();
 })();
