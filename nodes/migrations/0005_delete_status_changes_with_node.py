@@ -10,33 +10,24 @@ from stellarpanel.migration_sql import per_vendor
 
 GUARD = "stellar: node has servers or assigned allocations"
 
-SQLITE = [
-    "DROP TRIGGER IF EXISTS node_delete_guard",
-    f"""
-    CREATE TRIGGER node_delete_guard BEFORE DELETE ON nodes_node
-    BEGIN
-        SELECT RAISE(ABORT, '{GUARD}')
-        WHERE EXISTS (SELECT 1 FROM servers_server WHERE node_id = OLD.id)
-           OR EXISTS (SELECT 1 FROM nodes_allocation
-                      WHERE node_id = OLD.id AND server_id IS NOT NULL);
-        DELETE FROM nodes_allocation WHERE node_id = OLD.id;
-        DELETE FROM nodes_nodestatuschange WHERE node_id = OLD.id;
-    END
-    """,
-]
-SQLITE_REVERSE = [
-    "DROP TRIGGER IF EXISTS node_delete_guard",
-    f"""
-    CREATE TRIGGER node_delete_guard BEFORE DELETE ON nodes_node
-    BEGIN
-        SELECT RAISE(ABORT, '{GUARD}')
-        WHERE EXISTS (SELECT 1 FROM servers_server WHERE node_id = OLD.id)
-           OR EXISTS (SELECT 1 FROM nodes_allocation
-                      WHERE node_id = OLD.id AND server_id IS NOT NULL);
-        DELETE FROM nodes_allocation WHERE node_id = OLD.id;
-    END
-    """,
-]
+STATUS_CHANGES = "DELETE FROM nodes_nodestatuschange WHERE node_id = OLD.id;"
+
+
+def _sqlite(also: str) -> list[str]:
+    return [
+        "DROP TRIGGER IF EXISTS node_delete_guard",
+        f"""
+        CREATE TRIGGER node_delete_guard BEFORE DELETE ON nodes_node
+        BEGIN
+            SELECT RAISE(ABORT, '{GUARD}')
+            WHERE EXISTS (SELECT 1 FROM servers_server WHERE node_id = OLD.id)
+               OR EXISTS (SELECT 1 FROM nodes_allocation
+                          WHERE node_id = OLD.id AND server_id IS NOT NULL);
+            DELETE FROM nodes_allocation WHERE node_id = OLD.id;
+            {also}
+        END
+        """,
+    ]
 
 
 def _postgresql(also: str) -> list[str]:
@@ -64,11 +55,9 @@ class Migration(migrations.Migration):
     operations = [
         per_vendor(
             {
-                "sqlite": SQLITE,
-                "postgresql": _postgresql(
-                    "DELETE FROM nodes_nodestatuschange WHERE node_id = OLD.id;"
-                ),
+                "sqlite": _sqlite(STATUS_CHANGES),
+                "postgresql": _postgresql(STATUS_CHANGES),
             },
-            {"sqlite": SQLITE_REVERSE, "postgresql": _postgresql("")},
+            {"sqlite": _sqlite(""), "postgresql": _postgresql("")},
         ),
     ]
