@@ -21,7 +21,7 @@ from nodes.forms import (
 from nodes.hosts import HostRefused, check_host
 from nodes.models import Allocation, Node
 from nodes.ports import format_ports
-from servers.views import QUICK_ACTIONS
+from servers.models import QUICK_ACTIONS
 from stellarpanel.auth import admin_required
 from stellarpanel.dbrules import refusal
 

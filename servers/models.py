@@ -19,6 +19,16 @@ DEFAULT_STARTUP = (
 )
 
 
+# The power buttons of a server's page, and those the node page offers on each.
+POWER_BUTTONS = [
+    ("start", "Start"),
+    ("restart", "Restart"),
+    ("stop", "Stop"),
+    ("kill", "Kill"),
+]
+QUICK_ACTIONS = [("restart", "Restart"), ("stop", "Stop")]
+
+
 def generate_public_id() -> str:
     """10 characters of [a-z0-9]: part of SFTP usernames, so never a dot."""
     return "".join(secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))

@@ -10,21 +10,12 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from nodes.daemon import Daemon, DaemonError
+from nodes.daemon import POWER_ACTIONS, Daemon, DaemonError
 from nodes.models import Allocation, Node
 from servers.forms import ServerCreateForm, ServerForm
-from servers.models import Server
+from servers.models import POWER_BUTTONS, Server
 from stellarpanel.auth import admin_required
 from stellarpanel.dbrules import refusal
-
-POWER_BUTTONS = [
-    ("start", "Start"),
-    ("restart", "Restart"),
-    ("stop", "Stop"),
-    ("kill", "Kill"),
-]
-# What the node page offers on each of its servers.
-QUICK_ACTIONS = [("restart", "Restart"), ("stop", "Stop")]
 
 
 def _servers() -> QuerySet:
@@ -219,7 +210,7 @@ def power(request: HttpRequest, public_id: str) -> HttpResponse:
     """Start, stop, restart or kill a server: for its owner and admins."""
     server = _server_for(request, public_id)
     action = request.POST.get("action", "")
-    if action not in dict(POWER_BUTTONS):
+    if action not in POWER_ACTIONS:
         messages.error(request, "Choose start, stop, restart or kill.")
     elif not server.node.is_online:
         messages.error(
