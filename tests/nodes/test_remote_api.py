@@ -1,8 +1,8 @@
 import json
 import os
+import re
 import subprocess
 import sys
-import re
 import time
 from io import BytesIO
 from pathlib import Path
