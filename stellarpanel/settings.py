@@ -76,6 +76,19 @@ SECURE_PROXY_SSL_HEADER = (
     else None
 )
 
+# HTTPS in production: with DEBUG=False and an https:// PANEL_URL, plain HTTP is
+# redirected to HTTPS and browsers are told to keep to HTTPS for a year. The
+# health check answers over plain HTTP, for probes inside the machine.
+_https = _panel.scheme == "https" and not DEBUG
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", _https)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = envint(
+    "SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _https else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _https)
+# Asking browsers to preload HSTS is the domain owner's decision: off unless set.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+
 DAEMON_ALLOWED_NETWORKS = networks_from_list(
     "DAEMON_ALLOWED_NETWORKS", envlist("DAEMON_ALLOWED_NETWORKS", [])
 )

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from servers.urls import admin_urlpatterns as server_admin_urls
+from stellarpanel.health import healthz
 
 admin.site.site_header = "StellarPanel data"
 admin.site.site_title = "StellarPanel data"
@@ -23,4 +24,5 @@ urlpatterns = [
     path("admin/locations/", include("locations.urls")),
     path("api/remote/", include("nodes.remote_urls")),
     path("django-admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
 ]
