@@ -5,6 +5,7 @@ that node's servers: another node's server is answered exactly like an unknown o
 Every answer is JSON, errors included.
 """
 
+import ipaddress
 import json
 import logging
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from nodes.models import Node
 from nodes.signing import SignatureRefused, verify
+from servers import sftp
 from servers.models import Server
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,25 @@ def server_install(request: HttpRequest, node: Node, server_id: str) -> HttpResp
     return HttpResponse(status=204)
 
 
+@remote_view("POST")
+def sftp_auth(request: HttpRequest, node: Node) -> HttpResponse:
+    payload = _payload(request)
+    username = _text(payload, "username", sftp.MAX_USERNAME_LENGTH)
+    password = _text(payload, "password", sftp.MAX_PASSWORD_LENGTH)
+    ip = _text(payload, "ip", 45)
+    try:
+        ip = str(ipaddress.ip_address(ip))
+    except ValueError:
+        raise _Refusal(
+            400, "bad_request", "The field ip must be an IPv4 or IPv6 address."
+        ) from None
+    try:
+        grant = sftp.log_in(node, username, password, ip)
+    except sftp.Refused as refused:
+        raise _Refusal(403, "forbidden", refused.message) from None
+    return JsonResponse(grant.answer())
+
+
 @csrf_exempt
 def unknown_route(request: HttpRequest) -> HttpResponse:
     return _error(404, "not_found", "The remote API has no such route.")
@@ -171,6 +192,16 @@ def _payload(request: HttpRequest) -> dict:
     if not isinstance(payload, dict):
         raise _Refusal(400, "bad_request", "The body must be a JSON object.")
     return payload
+
+
+def _text(payload: dict, field: str, longest: int) -> str:
+    value = payload.get(field)
+    if not isinstance(value, str) or not value:
+        raise _Refusal(400, "bad_request", f"The field {field} must be a text.")
+    if len(value) > longest:
+        message = f"The field {field} is longer than {longest} characters."
+        raise _Refusal(400, "bad_request", message)
+    return value
 
 
 def _set_status(node: Node, server_id: str, status: str) -> None:

@@ -9,5 +9,6 @@ urlpatterns = [
     path("servers", remote.servers, name="servers"),
     path("servers/<str:server_id>/status", remote.server_status, name="status"),
     path("servers/<str:server_id>/install", remote.server_install, name="install"),
+    path("sftp/auth", remote.sftp_auth, name="sftp_auth"),
     re_path(r"", remote.unknown_route),
 ]

@@ -154,3 +154,32 @@ class Server(models.Model):
                     "free them before moving it."
                 }
             )
+
+
+class SftpLogin(models.Model):
+    """One SFTP password attempt, as a node's daemon asked the panel about it.
+
+    The row keeps names, not keys, so that it still reads true once the server or
+    the user is gone. It never holds the password.
+    """
+
+    class Result(models.TextChoices):
+        GRANTED = "granted"
+        REFUSED = "refused"
+        THROTTLED = "throttled"
+
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    username = models.CharField(max_length=320)
+    ip = models.GenericIPAddressField("from")
+    node_name = models.CharField("node", max_length=100)
+    server_public_id = models.CharField("server", max_length=16, blank=True)
+    user_name = models.CharField("user", max_length=150, blank=True)
+    result = models.CharField(max_length=9, choices=Result)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        indexes = [models.Index(fields=["username", "created"])]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.ip}: {self.result}"

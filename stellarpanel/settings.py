@@ -108,12 +108,24 @@ HEARTBEAT_ENABLED = envbool("HEARTBEAT_ENABLED", True)
 HEARTBEAT_INTERVAL = envint("HEARTBEAT_INTERVAL", 30, minimum=5, maximum=3600)
 HEARTBEAT_TIMEOUT = envint("HEARTBEAT_TIMEOUT", 5, minimum=1, maximum=60)
 HEARTBEAT_CONCURRENCY = envint("HEARTBEAT_CONCURRENCY", 100, minimum=1, maximum=10000)
+
 if HEARTBEAT_TIMEOUT >= HEARTBEAT_INTERVAL:
     raise ImproperlyConfigured(
         f"HEARTBEAT_TIMEOUT ({HEARTBEAT_TIMEOUT} s) must be shorter than "
         f"HEARTBEAT_INTERVAL ({HEARTBEAT_INTERVAL} s), or a heartbeat could still "
         "be waiting when the next one is due."
     )
+
+# SFTP logins: failures count over SFTP_FAILURE_WINDOW_S seconds; past
+# SFTP_MAX_FAILURES_PER_ADDRESS from one address, or SFTP_MAX_FAILURES_PER_USERNAME
+# from anywhere, the username is locked until enough failures age out.
+SFTP_FAILURE_WINDOW_S = envint("SFTP_FAILURE_WINDOW_S", 900, minimum=1, maximum=86400)
+SFTP_MAX_FAILURES_PER_ADDRESS = envint(
+    "SFTP_MAX_FAILURES_PER_ADDRESS", 5, minimum=1, maximum=1000
+)
+SFTP_MAX_FAILURES_PER_USERNAME = envint(
+    "SFTP_MAX_FAILURES_PER_USERNAME", 20, minimum=1, maximum=10000
+)
 
 INSTALLED_APPS = [
     "daphne",
