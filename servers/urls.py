@@ -14,6 +14,7 @@ admin_urlpatterns = (
         path("", views.admin_index, name="index"),
         path("new/", views.create, name="create"),
         path("new/allocations/", views.create_allocations, name="create_allocations"),
+        path("sftp-logins/", views.sftp_logins, name="sftp_logins"),
         path("<slug:public_id>/edit/", views.edit, name="edit"),
         path("<slug:public_id>/delete/", views.delete, name="delete"),
         path("<slug:public_id>/reinstall/", views.reinstall, name="reinstall"),

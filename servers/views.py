@@ -2,8 +2,9 @@ from contextlib import suppress
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -13,9 +14,11 @@ from django.views.decorators.http import require_POST
 from nodes.daemon import POWER_ACTIONS, Daemon, DaemonError
 from nodes.models import Allocation, Node
 from servers.forms import ServerCreateForm, ServerForm
-from servers.models import POWER_BUTTONS, Server
+from servers.models import POWER_BUTTONS, Server, SftpLogin
 from stellarpanel.auth import admin_required
 from stellarpanel.dbrules import refusal
+
+SFTP_LOGINS_PER_PAGE = 50
 
 
 def _servers() -> QuerySet:
@@ -122,8 +125,50 @@ def index(request: HttpRequest) -> HttpResponse:
 @login_required
 def detail(request: HttpRequest, public_id: str) -> HttpResponse:
     server = _server_for(request, public_id)
-    ctx = {"server": server, "power_actions": POWER_BUTTONS}
+    ctx = {
+        "server": server,
+        "power_actions": POWER_BUTTONS,
+        "sftp_username": f"{server.public_id}.{request.user.email}",
+    }
+    if request.user.is_staff:
+        logins = SftpLogin.objects.filter(server_public_id=server.public_id)
+        ctx["sftp_logins"] = logins[:5]
     return render(request, "servers/detail.html", ctx)
+
+
+@admin_required
+def sftp_logins(request: HttpRequest) -> HttpResponse:
+    """Every SFTP login attempt, newest first, filtered by result and by a search."""
+    logins = SftpLogin.objects.all()
+    result = request.GET.get("result", "")
+    if result not in SftpLogin.Result.values:
+        result = ""
+    if result:
+        logins = logins.filter(result=result)
+    server = request.GET.get("server", "").strip()
+    if server:
+        logins = logins.filter(server_public_id=server)
+    search = request.GET.get("q", "").strip()
+    if search:
+        logins = logins.filter(
+            Q(username__icontains=search)
+            | Q(user_name__icontains=search)
+            | Q(ip__startswith=search)
+            | Q(node_name__icontains=search)
+        )
+    page = Paginator(logins, SFTP_LOGINS_PER_PAGE).get_page(request.GET.get("page"))
+    shown = {"result": result, "server": server, "q": search}
+    ctx = {
+        "page": page,
+        "page_range": list(page.paginator.get_elided_page_range(page.number)),
+        "results": SftpLogin.Result.choices,
+        "result": result,
+        "server": server,
+        "search": search,
+        # What page links keep: the filters in use.
+        "query": {name: value for name, value in shown.items() if value},
+    }
+    return render(request, "servers/sftp_logins.html", ctx)
 
 
 @admin_required
