@@ -102,6 +102,13 @@ def check(node: Node, username: str, password: str, entry: SftpLogin) -> Grant:
         raise Refused(WRONG, f"the server runs on node {server.node.name}")
     if not (user.is_staff or server.owner_id == user.pk):
         raise Refused(WRONG, "the user neither owns the server nor is an admin")
+    if server.status == Server.Status.INSTALLING:
+        # The install script is rewriting the files; a failed install stays open
+        # so that its files can be mended.
+        raise Refused(
+            "The server is installing; log in again when it is done.",
+            "the server is installing",
+        )
     return Grant(server, user)
 
 

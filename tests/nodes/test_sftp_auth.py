@@ -29,9 +29,15 @@ def refused(response, message: str = "The username or password is wrong.") -> bo
     }
 
 
+def installed(node: Node, owner: User) -> Server:
+    server = make_server(node, owner)
+    Server.objects.filter(pk=server.pk).update(status=Server.Status.OFFLINE)
+    return server
+
+
 @pytest.fixture
 def server(node: Node, owner: User) -> Server:
-    return make_server(node, owner)
+    return installed(node, owner)
 
 
 def test_the_owner_gets_in_with_the_panel_password(
@@ -62,7 +68,7 @@ def test_an_address_with_dots_and_a_plus_sign_splits_at_the_first_dot(
     dotted = make_user("dotted")
     dotted.email = "first.last+games@mail.example.co.uk"
     dotted.save()
-    server = make_server(node, dotted)
+    server = installed(node, dotted)
 
     response = attempt(node, f"{server.public_id}.First.Last+Games@Mail.Example.co.uk")
 
@@ -91,6 +97,21 @@ def test_a_refusal_looks_the_same_whatever_its_reason(
 
     assert refused(attempt(node, username, password))
     assert SftpLogin.objects.get().result == SftpLogin.Result.REFUSED
+
+
+def test_a_server_that_is_installing_is_closed_until_it_is_done(
+    node: Node, server: Server, owner: User
+) -> None:
+    username = f"{server.public_id}.{owner.email}"
+    Server.objects.filter(pk=server.pk).update(status=Server.Status.INSTALLING)
+
+    assert refused(
+        attempt(node, username),
+        "The server is installing; log in again when it is done.",
+    )
+
+    Server.objects.filter(pk=server.pk).update(status=Server.Status.INSTALL_FAILED)
+    assert attempt(node, username).status_code == 200
 
 
 def test_a_server_on_another_node_is_refused_to_that_node(
