@@ -53,3 +53,12 @@ class TestDemo:
         assert first["admin"] != second["admin"]
         assert authenticate(username="admin", password=second["admin"]) is not None
         assert authenticate(username="admin", password=first["admin"]) is None
+
+    def test_it_prints_an_sftp_line_for_the_owners_first_server(self) -> None:
+        out = io.StringIO()
+        call_command("demo", no_serve=True, stdout=out)
+        survival = Server.objects.get(name="Survival")
+        assert (
+            f"  SFTP:   sftp -P 2022 {survival.public_id}.owner@example.com@127.0.0.1"
+            in out.getvalue()
+        )

@@ -60,6 +60,13 @@ class Command(BaseCommand):
         self.stdout.write(f"  Panel:  {url}")
         self.stdout.write(f"  Admin:  admin / {passwords['admin']}")
         self.stdout.write(f"  Owner:  owner / {passwords['owner']}")
+        server = Server.objects.filter(node__name="Local node").order_by("pk").first()
+        if server is not None:
+            self.stdout.write(
+                f"  SFTP:   sftp -P {server.node.sftp_port} "
+                f"{server.public_id}.{server.owner.email}@{server.node.host}"
+                "  (the owner's password)"
+            )
         if not options["no_serve"]:
             self.serve(options["bind"], options["port"], options["state_dir"])
 
