@@ -35,11 +35,11 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
@@ -57,6 +57,7 @@ __all__ = [
     "Ping",
     "async_client",
     "ping",
+    "stream_file",
     "websocket_target",
 ]
 
@@ -172,6 +173,47 @@ class Daemon:
     def delete_server(self, server_id: str) -> None:
         self.request("DELETE", _server_path(server_id))
 
+    def list_files(self, server_id: str, directory: str) -> list[dict]:
+        response = self.request(
+            "GET", _files_path(server_id, "list"), params={"directory": directory}
+        )
+        return _entries(response, _where(self.node))
+
+    def read_file(self, server_id: str, file: str) -> bytes:
+        """A file's bytes, whole: for small files (see MAX_ANSWER_BYTES)."""
+        path = _files_path(server_id, "contents")
+        return self.request("GET", path, params={"file": file}).content
+
+    def write_file(self, server_id: str, file: str, content: bytes) -> None:
+        path = _files_path(server_id, "write")
+        self.request("POST", path, content=content, params={"file": file})
+
+    def upload_files(
+        self, server_id: str, directory: str, files: Sequence[tuple[str, IO[bytes]]]
+    ) -> None:
+        """Send (name, file) pairs as one multipart body to the directory.
+
+        NB: the body is built in memory, whole, to be signed; the node's upload
+        limit bounds it.
+        """
+        parts = [
+            ("files", (name, file, "application/octet-stream")) for name, file in files
+        ]
+        path = _files_path(server_id, "upload")
+        self.request("POST", path, params={"directory": directory}, files=parts)
+
+    def create_directory(self, server_id: str, path: str) -> None:
+        self.request(
+            "POST", _files_path(server_id, "create-directory"), json={"path": path}
+        )
+
+    def rename_file(self, server_id: str, source: str, target: str) -> None:
+        body = {"from": source, "to": target}
+        self.request("POST", _files_path(server_id, "rename"), json=body)
+
+    def delete_files(self, server_id: str, paths: list[str]) -> None:
+        self.request("POST", _files_path(server_id, "delete"), json={"paths": paths})
+
     def request(
         self,
         method: str,
@@ -180,6 +222,7 @@ class Daemon:
         json: Any = None,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
+        files: Any = None,
     ) -> httpx.Response:
         """Send one signed request; return a 2xx answer, its body read.
 
@@ -188,13 +231,7 @@ class Daemon:
         """
         endpoint = _endpoint(self.node, _checked_address(self.node))
         token = _token(self.node)
-        with httpx.Client(
-            verify=_tls(),
-            timeout=self.timeout,
-            follow_redirects=False,
-            trust_env=False,
-            transport=self._transport,
-        ) as client:
+        with self._client() as client:
             request = _signed_request(
                 client,
                 self.node,
@@ -205,8 +242,48 @@ class Daemon:
                 json=json,
                 content=content,
                 params=params,
+                files=files,
             )
             return _send(client, request, endpoint)
+
+    def check_file(self, server_id: str, file: str) -> None:
+        """Raise DaemonError unless the daemon starts sending the file.
+
+        Only the status is read; the connection closes before the body comes.
+        """
+        endpoint = _endpoint(self.node, _checked_address(self.node))
+        path = _files_path(server_id, "contents")
+        with self._client() as client:
+            request = _signed_request(
+                client,
+                self.node,
+                endpoint,
+                _token(self.node),
+                "GET",
+                path,
+                params={"file": file},
+            )
+            with _transport_errors(request, endpoint):
+                response = client.send(request, stream=True)
+                try:
+                    if 200 <= response.status_code < 300:
+                        return
+                    body = bytearray()
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        _check_size(body, endpoint)
+                finally:
+                    response.close()
+        _answer(response, bytes(body), endpoint)
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(
+            verify=_tls(),
+            timeout=self.timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=self._transport,
+        )
 
     def _server_answer(self, method: str, path: str, json: Any = None) -> dict:
         return _server(self.request(method, path, json=json), _where(self.node))
@@ -271,6 +348,34 @@ def async_client(
         trust_env=False,
         transport=transport,  # only tests give one
     )
+
+
+async def stream_file(node: Node, server_id: str, file: str) -> AsyncIterator[bytes]:
+    """A file's bytes as the daemon sends them, for a download of any size.
+
+    Nothing is sent until the first chunk is asked for; an error answer raises
+    DaemonError then.
+    """
+    address = await asyncio.to_thread(_checked_address, node)
+    endpoint = _endpoint(node, address)
+    path = _files_path(server_id, "contents")
+    async with async_client() as client:
+        request = _signed_request(
+            client, node, endpoint, _token(node), "GET", path, params={"file": file}
+        )
+        with _transport_errors(request, endpoint):
+            response = await client.send(request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        _check_size(body, endpoint)
+                    _answer(response, bytes(body), endpoint)
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+            finally:
+                await response.aclose()
 
 
 def websocket_target(
@@ -370,6 +475,10 @@ def _server_path(server_id: str, suffix: str = "") -> str:
     return f"/api/servers/{quote(server_id, safe='')}{suffix}"
 
 
+def _files_path(server_id: str, route: str) -> str:
+    return _server_path(server_id, f"/files/{route}")
+
+
 # Sending.
 
 
@@ -384,6 +493,7 @@ def _signed_request(
     json: Any = None,
     content: bytes | None = None,
     params: dict[str, str] | None = None,
+    files: Any = None,
     timeout: float | None = None,
 ) -> httpx.Request:
     extensions: dict[str, Any] = {}
@@ -397,9 +507,11 @@ def _signed_request(
         json=json,
         content=content,
         params=params,
+        files=files,
         headers={"Host": endpoint.host},
         extensions=extensions,
     )
+    request.read()  # a multipart body is a stream until read; the signature needs it
     # The target is signed as it goes on the wire: path and query, encoded.
     target = request.url.raw_path.decode("ascii")
     request.headers.update(
@@ -608,6 +720,20 @@ def _system(response: httpx.Response, where: str) -> dict:
         raise DaemonError(
             "bad_answer",
             f"{where} answered /api/system without its time as a number.",
+            response.status_code,
+        )
+    return data
+
+
+def _entries(response: httpx.Response, where: str) -> list[dict]:
+    data = _json(response, where)
+    if not (
+        isinstance(data, list)
+        and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in data)
+    ):
+        raise DaemonError(
+            "bad_answer",
+            f"{where} answered without a list of files (objects with a name).",
             response.status_code,
         )
     return data
