@@ -165,13 +165,14 @@ class TestDeployFiles:
             assert services[name]["networks"] == ["backend"]
             assert "ports" not in services[name]
 
-    def test_it_publishes_the_panel_on_loopback_and_the_game_ports(self) -> None:
+    def test_it_publishes_the_panel_on_loopback_and_the_nodes_ports(self) -> None:
         services = compose()["services"]
         assert services["panel"]["ports"] == [
             "${PANEL_BIND:-127.0.0.1}:${PANEL_PORT:-8000}:8000"
         ]
-        (game,) = services["daemon"]["ports"]
+        game, sftp = services["daemon"]["ports"]
         assert "25565-25574" in game
+        assert sftp.endswith(":2022")
 
     def test_it_passes_the_compose_clients_own_check(self, tmp_path: Path) -> None:
         clients = compose_clients()
