@@ -1,0 +1,128 @@
+"""An owner works on a server's files in Chromium, through Daphne and a real daemon."""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from nodes.daemon import Daemon, DaemonError
+from tests.conftest import running_daemon
+
+# The panel under Daphne, its database and the personas, as the console flow has
+# them.
+from tests.e2e.test_console_flow import (  # noqa: F401
+    Panel,
+    Setup,
+    context,
+    log_in,
+    page,
+    panel,
+    panel_environment,
+    setup,
+)
+
+# The panel keeps its own database; the test's may be touched by the daemon helper.
+pytestmark = [pytest.mark.usefixtures("daemon_on_loopback"), pytest.mark.django_db]
+
+
+def test_it_uploads_edits_renames_downloads_and_deletes_a_file(
+    page: Page,  # noqa: F811
+    panel: Panel,  # noqa: F811
+    setup: Setup,  # noqa: F811
+    tmp_path: Path,
+    artifacts: Path,
+) -> None:
+    with running_daemon(setup.node, tmp_path / "daemon", panel.url):
+        daemon = Daemon(setup.node)
+        try:
+            daemon.create_server(setup.config)
+        except DaemonError as e:
+            # The daemon may have adopted it from the panel's list as it booted.
+            assert e.category == "conflict", e
+        daemon.install(setup.server)
+        panel.wait_for(lambda: panel.server_status(setup.server) == "offline")
+        root = tmp_path / "daemon" / "servers" / setup.server
+        work_on_files(page, setup.server, root, artifacts)
+
+
+def work_on_files(page: Page, server: str, root: Path, artifacts: Path) -> None:  # noqa: F811
+    log_in(page, "bob")
+    page.goto(f"/servers/{server}/")
+    page.get_by_role("link", name="Files", exact=True).click()
+    files = page.get_by_role("region", name="File manager")
+    expect(
+        files.get_by_role("link", name="server.properties", exact=True)
+    ).to_be_visible()
+
+    # The page refuses what is over the limit before it sends a byte; a limit of
+    # a few bytes stands in for the node's 100 MB here.
+    upload = page.locator("form[data-upload]")
+    upload.evaluate("form => { form.dataset.uploadLimit = '4'; }")
+    page.get_by_label("Files to upload").set_input_files(
+        [{"name": "big.txt", "mimeType": "text/plain", "buffer": b"too big"}]
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(upload.get_by_role("status")).to_contain_text(
+        "over this node's upload limit of 100 MB"
+    )
+    assert not (root / "big.txt").exists()
+    page.reload()
+
+    # Several files at once, with a progress bar; then the list shows them.
+    page.get_by_label("Files to upload").set_input_files(
+        [
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello\n"},
+            {"name": "motd.txt", "mimeType": "text/plain", "buffer": b"Welcome\n"},
+        ]
+    )
+    page.locator("[data-upload-progress]").evaluate(
+        """bar => new MutationObserver(() => {
+            if (!bar.hidden) sessionStorage.progressShown = "yes";
+        }).observe(bar, {attributes: true})"""
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.get_by_text("Uploaded notes.txt, motd.txt.")).to_be_visible()
+    assert page.evaluate("sessionStorage.progressShown") == "yes"
+    expect(files.get_by_role("link", name="notes.txt", exact=True)).to_be_visible()
+    assert (root / "notes.txt").read_bytes() == b"hello\n"
+
+    # Edit and save.
+    files.get_by_role("link", name="notes.txt", exact=True).click()
+    page.get_by_label("notes.txt").fill("hello world\nsecond line\n")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("Saved notes.txt.")).to_be_visible()
+    assert (root / "notes.txt").read_bytes() == b"hello world\nsecond line\n"
+    page.screenshot(path=artifacts / "file-editor.png", full_page=True)
+
+    # Rename into a new folder: the list of that folder follows.
+    page.get_by_role("link", name="Back to the folder").click()
+    page.get_by_role("link", name="Rename or move notes.txt").click()
+    page.get_by_label("New path").fill("docs/readme.txt")
+    page.get_by_role("button", name="Rename", exact=True).click()
+    expect(page.get_by_text("Renamed notes.txt to docs/readme.txt.")).to_be_visible()
+    expect(files.get_by_role("link", name="readme.txt", exact=True)).to_be_visible()
+    assert not (root / "notes.txt").exists()
+
+    # Download it through the panel.
+    with page.expect_download() as waiting:
+        files.get_by_role("link", name="Download readme.txt").click()
+    download = waiting.value
+    assert download.suggested_filename == "readme.txt"
+    assert Path(download.path()).read_bytes() == b"hello world\nsecond line\n"
+
+    # Delete it, once confirmed.
+    page.get_by_label("Select readme.txt").check()
+    page.get_by_role("button", name="Delete selected").click()
+    expect(page.get_by_role("heading", name="Delete 1 item?")).to_be_visible()
+    page.get_by_role("button", name="Delete 1 item").click()
+    expect(page.get_by_text("Deleted docs/readme.txt.")).to_be_visible()
+    assert not (root / "docs" / "readme.txt").exists()
+
+    # The breadcrumbs lead back up without a reload.
+    page.evaluate("window.notReloaded = true")
+    files.get_by_role("navigation", name="Folder").get_by_role(
+        "link", name="survival"
+    ).click()
+    expect(files.get_by_role("link", name="motd.txt", exact=True)).to_be_visible()
+    assert page.evaluate("window.notReloaded") is True
+    page.screenshot(path=artifacts / "file-manager.png", full_page=True)
