@@ -6,6 +6,8 @@ set -e
 
 case "${1:-panel}" in
     panel)
+        # NB: panel containers that start together each migrate; after an upgrade,
+        # start one first.
         python manage.py migrate --no-input
         exec daphne --bind 0.0.0.0 --port "${PORT:-8000}" \
             stellarpanel.asgi:application
