@@ -19,6 +19,8 @@ KNOWN_KEYS = {
     "system": {"data_dir", "stop_timeout"},
 }
 DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_SFTP_HOST = "0.0.0.0"
+DEFAULT_SFTP_PORT = 2022
 
 
 class ConfigError(Exception):
@@ -37,6 +39,8 @@ class Config:
     tls_key: Path | None
     data_dir: Path
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    sftp_host: str = DEFAULT_SFTP_HOST
+    sftp_port: int = DEFAULT_SFTP_PORT
 
     @property
     def upload_limit_bytes(self) -> int:
@@ -71,11 +75,8 @@ def parse_config(data: dict[str, Any]) -> Config:
     panel = section(data, "panel")
     api = section(data, "api")
     system = section(data, "system")
-    if "sftp" in data:
-        sftp = section(data, "sftp")
-        optional(sftp, "sftp", "host", str)
-        if "port" in sftp:
-            port_number(sftp, "sftp", "port")
+    sftp = section(data, "sftp") if "sftp" in data else {}
+    sftp_port = port_number(sftp, "sftp", "port") if "port" in sftp else None
 
     tls_cert = optional(api, "api", "tls_cert", str)
     tls_key = optional(api, "api", "tls_key", str)
@@ -94,6 +95,8 @@ def parse_config(data: dict[str, Any]) -> Config:
         stop_timeout=float(
             positive(system, "system", "stop_timeout", float, DEFAULT_STOP_TIMEOUT)
         ),
+        sftp_host=optional(sftp, "sftp", "host", str) or DEFAULT_SFTP_HOST,
+        sftp_port=sftp_port or DEFAULT_SFTP_PORT,
     )
 
 
