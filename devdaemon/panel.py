@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,23 @@ MAX_RETRY_S = 60.0
 
 class PanelError(Exception):
     """The panel could not be reached, or did not answer as the protocol says."""
+
+
+@dataclass(frozen=True)
+class SFTPGrant:
+    """The panel's yes to an SFTP login: which server, for whom, with what rights."""
+
+    server: str
+    user: str
+    permissions: list[str]
+
+    def is_valid(self) -> bool:
+        return (
+            isinstance(self.server, str)
+            and isinstance(self.user, str)
+            and isinstance(self.permissions, list)
+            and all(isinstance(p, str) for p in self.permissions)
+        )
 
 
 class Panel:
@@ -54,8 +72,10 @@ class Panel:
         if self.session:
             await self.session.close()
 
-    async def request(self, method: str, route: str, payload: Any = None) -> Any:
-        """Call `route` (under /api/remote/); the decoded JSON answer, if any."""
+    async def send(
+        self, method: str, route: str, payload: Any = None
+    ) -> tuple[int, bytes]:
+        """Call `route` (under /api/remote/); its status and body, whatever they are."""
         assert self.session, "Panel.open() first"
         url = URL(f"{self.url}/api/remote/{route}")
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -68,14 +88,18 @@ class Panel:
             async with self.session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                answer = await response.read()
+                return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
             reason = str(error) or type(error).__name__
             self.went_wrong(f"{method} {route}: {reason}")
             raise PanelError(f"cannot reach the panel: {reason}") from error
-        if not 200 <= response.status < 300:
-            self.went_wrong(f"{method} {route} answered {response.status}")
-            raise PanelError(f"the panel answered {response.status}")
+
+    async def request(self, method: str, route: str, payload: Any = None) -> Any:
+        """Call `route` (under /api/remote/); the decoded JSON answer, if any."""
+        status, answer = await self.send(method, route, payload)
+        if not 200 <= status < 300:
+            self.went_wrong(f"{method} {route} answered {status}")
+            raise PanelError(f"the panel answered {status}")
         self.went_right()
         try:
             return json.loads(answer) if answer else None
@@ -135,3 +159,26 @@ class Panel:
                 "the panel's server list is not {'servers': [...]}: %.200r", answer
             )
             await asyncio.sleep(MAX_RETRY_S)
+
+    async def sftp_auth(
+        self, username: str, password: str, ip: str
+    ) -> SFTPGrant | None:
+        """The panel's grant for an SFTP login, None when the panel refuses it."""
+        payload = {"username": username, "password": password, "ip": ip}
+        status, answer = await self.send("POST", "sftp/auth", payload)
+        if status in (403, 429):
+            self.went_right()
+            return None
+        if status != 200:
+            self.went_wrong(f"POST sftp/auth answered {status}")
+            raise PanelError(f"the panel answered {status}")
+        self.went_right()
+        try:
+            data = json.loads(answer)
+            grant = SFTPGrant(data["server"], data["user"], data["permissions"])
+        except (ValueError, TypeError, KeyError):
+            grant = None
+        if grant is None or not grant.is_valid():
+            logger.warning("the panel's SFTP grant is not as agreed: %.200r", answer)
+            raise PanelError("the panel's SFTP grant is not as agreed")
+        return grant
