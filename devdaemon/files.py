@@ -91,11 +91,16 @@ def list_directory(directory: Path) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda entry: (not entry["is_directory"], entry["name"]))
 
 
+async def disk_room(server: Server) -> int:
+    """Bytes the server may still add: below its disk limit, and on the disk."""
+    used = await asyncio.to_thread(directory_size, server.directory)
+    room = server.config.limits.disk_bytes - used
+    return min(room, shutil.disk_usage(server.directory).free)
+
+
 async def check_room(server: Server, incoming: int, replaced: int = 0) -> None:
     """TooLarge unless `incoming` bytes fit in the server's disk limit and the disk."""
-    used = await asyncio.to_thread(directory_size, server.directory)
-    room = server.config.limits.disk_bytes - used + replaced
-    room = min(room, shutil.disk_usage(server.directory).free + replaced)
+    room = await disk_room(server) + replaced
     if incoming > room:
         raise TooLarge(
             f"{incoming} bytes do not fit: the server has {max(room, 0)} bytes of "

@@ -7,7 +7,8 @@ NB: a daemon killed with SIGKILL leaves its servers' processes running, out of i
 reach; the game server that the install script writes exits when its console closes.
 
 NB: limits are reported, not enforced: a process may use more CPU, memory or disk
-than its limits say. The file routes refuse writes past the disk limit, nothing else.
+than its limits say. The file routes and SFTP refuse writes past the disk limit,
+nothing else.
 """
 
 import asyncio
@@ -60,6 +61,12 @@ class Watcher(Protocol):
     async def close(self) -> None: ...
 
 
+class Session(Protocol):
+    """An SFTP session in a server's files."""
+
+    def end(self) -> None: ...
+
+
 class Reporter(Protocol):
     def report_state(self, server_id: str, state: str) -> None: ...
 
@@ -90,6 +97,7 @@ class Server:
         self.state = state
         self.console = Console()
         self.watchers: set[Watcher] = set()
+        self.sessions: set[Session] = set()
         self.tasks: set[asyncio.Task] = set()
         self.process: asyncio.subprocess.Process | None = None
         self.installer: asyncio.subprocess.Process | None = None
@@ -449,6 +457,7 @@ class Server:
         """Stop everything this server runs: SIGTERM, then SIGKILL."""
         self.restart_pending = False
         self.exit_expected = True
+        self.end_sessions()
         await self.close_watchers()
         self.signal(signal.SIGTERM)
         self.kill_installer()
@@ -462,9 +471,15 @@ class Server:
     async def close_watchers(self) -> None:
         await asyncio.gather(*(watcher.close() for watcher in list(self.watchers)))
 
+    def end_sessions(self) -> None:
+        for session in list(self.sessions):
+            session.end()
+        self.sessions.clear()
+
     async def destroy(self) -> None:
         """Stop everything at once and remove the server's files and record."""
         self.gone = True
+        self.end_sessions()
         self.restart_pending = False
         self.exit_expected = True
         self.signal(signal.SIGKILL)
