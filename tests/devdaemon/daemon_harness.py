@@ -158,6 +158,7 @@ class RunningDaemon:
     process: subprocess.Popen
     log_path: Path
     scheme: str = "http"
+    sftp_port: int = 2022
 
     @property
     def url(self) -> str:
@@ -184,6 +185,7 @@ def write_config(
     panel_url: str,
     upload_limit_mb: int = 2,
     tls: tuple[Path, Path] | None = None,
+    sftp_port: int = 2022,
 ) -> Path:
     config = directory / "node.toml"
     tls_lines = f'tls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"\n' if tls else ""
@@ -200,7 +202,7 @@ upload_limit_mb = {upload_limit_mb}
 {tls_lines}
 [sftp]
 host = "127.0.0.1"
-port = 2022
+port = {sftp_port}
 
 [system]
 data_dir = "{directory / "data"}"
@@ -248,14 +250,19 @@ class DaemonPool:
         port: int | None = None,
         upload_limit_mb: int = 2,
         tls: tuple[Path, Path] | None = None,
+        sftp_port: int | None = None,
     ) -> RunningDaemon:
         port = port or free_port()
+        # Every daemon serves SFTP; each gets a port of its own unless told one.
+        sftp_port = sftp_port or free_port()
         directory.mkdir(parents=True, exist_ok=True)
-        config = write_config(directory, port, panel_url, upload_limit_mb, tls)
+        config = write_config(
+            directory, port, panel_url, upload_limit_mb, tls, sftp_port
+        )
         log = directory / f"daemon-{len(self.started)}.log"
         process = run_daemon(config, log)
         scheme = "https" if tls else "http"
-        daemon = RunningDaemon(directory, port, process, log, scheme)
+        daemon = RunningDaemon(directory, port, process, log, scheme, sftp_port)
         self.started.append(daemon)
         wait_until_up(daemon)
         return daemon
