@@ -38,14 +38,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from devdaemon.api import make_app
     from devdaemon.daemon import Daemon
+    from devdaemon.sftp import SFTPUnavailable, serve_sftp
 
     daemon = Daemon(config)
     daemon.load()
+    app = make_app(daemon)
+    serve_sftp(app, daemon)
     # A line per request would be a line per heartbeat; DEBUG shows them.
     access_log = logging.getLogger("aiohttp.access")
     try:
         web.run_app(
-            make_app(daemon),
+            app,
             host=config.host,
             port=config.port,
             ssl_context=ssl_context,
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             access_log=access_log if args.log_level == "DEBUG" else None,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         )
+    except SFTPUnavailable as error:
+        print(f"devdaemon: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(
             f"devdaemon: cannot listen on {config.host}:{config.port}: {error}",
