@@ -1,19 +1,20 @@
 """A server's console in the browser: the WebSocket at /ws/servers/<public_id>/.
 
 The server's owner and admins connect; anyone else is refused before the socket
-opens. Frames are PROTOCOL.md's `{"event": ..., "args": [...]}` both ways. The
-browser gets `status` (the panel's last known state) on connect, then what the
-daemon sends through this process's relay (servers.relay), and `relay`
-["connected"] / ["reconnecting"] as the daemon comes and goes. It may send `send
-command`, `set state`, `send logs` and `send stats`. Each of those is checked
-afresh against the database; a refusal, an oversized or malformed frame, and too
-many frames a second are each answered with `error` [message], and the socket stays
-open.
+opens. Frames are PROTOCOL.md's `{"event": ..., "args": [...]}` both ways; a
+WebSocket message from the panel holds one frame or a JSON array of them. The
+browser gets `status` (the panel's last known state) on connect and the console
+so far, then what the daemon sends through this process's relay (servers.relay),
+and `relay` ["connected"] / ["reconnecting"] as the daemon comes and goes. A
+viewer that missed batches of the relay gets `relay` ["behind", n], then the
+console so far again, and carries on from there. It may send `send command`, `set
+state`, `send logs` and `send stats`. Each of those is checked afresh against the
+database; a refusal, an oversized or malformed frame, and too many frames a second
+are each answered with `error` [message], and the socket stays open.
 """
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -65,17 +66,19 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
 
         self.bucket = TokenBucket(RATE_PER_S, BURST)
+        self.batch = 0  # the relay's last batch this viewer has
         for group in self.groups_of_server:
             await self.channel_layer.group_add(group, self.channel_name)
-        await relay.join(self.public_id, self.channel_name)
+        relay.join(self.public_id)
         self.joined = True
         await self.accept()
         await self.send_event("status", server.status)
+        await self.catch_up()
 
     async def disconnect(self, code: int) -> None:
         if not self.joined:
             return
-        await relay.leave(self.public_id)
+        relay.leave(self.public_id)
         for group in self.groups_of_server:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -148,9 +151,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await relay.send(self.public_id, relay.frame("set state", action))
 
     async def send_logs(self, server: Server, args: list[Any]) -> None:
-        # The console so far already comes with the connection (relay.join); this
-        # answers a later request, from the relay's copy, to this viewer alone.
-        await relay.recent_lines(self.public_id, self.channel_name)
+        # The console so far already comes with the connection; this answers a
+        # later request, from the relay's copy, to this viewer alone.
+        await self.catch_up()
 
     async def send_stats(self, server: Server, args: list[Any]) -> None:
         await relay.send(self.public_id, relay.frame("send stats"))
@@ -162,29 +165,38 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         "send stats": send_stats,
     }
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # A batch touches no database: skip the check of old connections that
+        # channels makes before each handler, a trip to its database thread.
+        if message["type"] == "console.batch":
+            await self.console_batch(message)
+        else:
+            await super().dispatch(message)
+
+    async def console_batch(self, message: dict[str, Any]) -> None:
+        batch = message["batch"]
+        if batch <= self.batch:
+            return  # already in the console so far
+        if batch > self.batch + 1:
+            await self.send_event("relay", "behind", batch - self.batch - 1)
+            await self.catch_up()
+            return
+        self.batch = batch
+        for text in message["texts"]:
+            await self.send(text_data=text)
+
     async def console_frames(self, message: dict[str, Any]) -> None:
-        # One WebSocket message per batch, not per line: sending is what costs
-        # most per viewer, so a busy console goes out as arrays of frames.
-        for batch in _batches(message["frames"]):
-            text = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+        for text in relay.pack(message["frames"]):
+            await self.send(text_data=text)
+
+    async def catch_up(self) -> None:
+        """The console so far, from the relay's copy, to this viewer alone."""
+        self.batch, texts = relay.console_so_far(self.public_id)
+        for text in texts:
             await self.send(text_data=text)
 
     async def send_event(self, event: str, *args: Any) -> None:
         await self.send(text_data=relay.frame(event, *args))
-
-
-def _batches(frames: list[str]) -> Iterator[list[str]]:
-    """The frames in runs that fit in one message of at most 64 KiB."""
-    batch: list[str] = []
-    size = 2
-    for frame in frames:
-        if batch and size + len(frame) + 1 > relay.MAX_FRAME:
-            yield batch
-            batch, size = [], 2
-        batch.append(frame)
-        size += len(frame) + 1
-    if batch:
-        yield batch
 
 
 def _one_string(args: list[Any], event: str) -> str:

@@ -6,16 +6,23 @@ WebSocket to its daemon (see PROTOCOL.md) and pushes every frame it receives to
 the process's viewers of the server, through the channel layer. Commands of a
 viewer go to the relay of the process the viewer is connected to.
 
-    join(public_id, channel)   a viewer came: start the relay if need be
+    join(public_id)            a viewer came: start the relay if need be
     leave(public_id)           a viewer went: the last one closes it after LINGER_S
     send(public_id, frame)     a frame for the daemon; RelayDown while disconnected
-    recent_lines(public_id, channel)   the console so far, to one viewer
+    console_so_far(public_id)  the batch number and the messages that bring a
+                               viewer up to date as of that batch
     upstream_count(public_id)  open daemon WebSockets for the server, 0 or 1
     shutdown()                 stop every relay (tests, and the end of a process)
 
-NB: a viewer too slow to take the frames loses those that overflow its channel
-on the layer (the layer's capacity, in messages); frames that arrive together
-travel as one message, so a console replay counts once.
+Frames are pushed in batches: at most one every FLUSH_S, each encoded once, as
+WebSocket messages of at most MAX_FRAME (a JSON array when it holds several
+frames), and numbered, so a viewer knows which batch its catch-up ends with and
+which ones it missed. A quiet console goes out at once; a flood goes out in
+fewer, larger messages, which is what keeps a hundred viewers cheap.
+
+NB: a viewer whose channel on the layer overflows (the layer's capacity, in
+batches) loses those batches; it sees the gap in the numbers and catches up from
+the relay's copy of the console (servers.consumers).
 
 While the daemon cannot be reached the relay tries again, waiting from
 BACKOFF_START_S, doubling up to BACKOFF_MAX_S, for as long as viewers remain.
@@ -45,8 +52,8 @@ BACKOFF_MAX_S = 10.0
 MAX_FRAME = 64 * 1024
 # As many lines as the daemon keeps, so a replay from here is the daemon's own.
 KEPT_LINES = 500
-# Frames that arrive together go to the viewers as one message of the layer.
-MAX_BATCH_CHARACTERS = 256 * 1024
+# The longest a frame waits for others to share its batch with.
+FLUSH_S = 0.015
 DAEMON_EVENTS = frozenset(
     {
         "console output",
@@ -79,6 +86,27 @@ def frame(event: str, *args: Any) -> str:
     return json.dumps({"event": event, "args": list(args)}, ensure_ascii=False)
 
 
+def pack(frames: list[str]) -> list[str]:
+    """The frames, in order, as WebSocket messages of at most MAX_FRAME bytes."""
+    messages: list[str] = []
+    batch: list[str] = []
+    size = 2
+    for text in frames:
+        length = len(text) if text.isascii() else len(text.encode())
+        if batch and size + length + 1 > MAX_FRAME:
+            messages.append(_message(batch))
+            batch, size = [], 2
+        batch.append(text)
+        size += length + 1
+    if batch:
+        messages.append(_message(batch))
+    return messages
+
+
+def _message(frames: list[str]) -> str:
+    return frames[0] if len(frames) == 1 else "[" + ",".join(frames) + "]"
+
+
 class Relay:
     def __init__(self, public_id: str) -> None:
         self.public_id = public_id
@@ -88,7 +116,10 @@ class Relay:
         self.upstream: aiohttp.ClientWebSocketResponse | None = None
         self.console: deque[str] = deque(maxlen=KEPT_LINES)
         self.trouble: str | None = None  # the last failure, while disconnected
-        self.inbox: asyncio.Queue[str] = asyncio.Queue()
+        self.batch = 0  # the number of the last batch pushed
+        self.pending: list[str] = []
+        self.pending_lines: list[str] = []
+        self.arrived = asyncio.Event()
         self.task = asyncio.create_task(self.run(), name=f"relay {public_id}")
         self.pusher = asyncio.create_task(self.push(), name=f"push {public_id}")
         self.closing: asyncio.Task | None = None
@@ -124,6 +155,7 @@ class Relay:
         self.upstream = await _connect(session, node, self.public_id)
         try:
             self.console.clear()
+            self.pending_lines.clear()
             self.tell("relay", "connected")
             await self.upstream.send_str(frame("send logs"))
             async for message in self.upstream:
@@ -146,25 +178,31 @@ class Relay:
             logger.warning("the daemon sent an unknown event: %.200r", data)
             return
         if event == "console output":
-            self.console.append(data)
-        self.inbox.put_nowait(data)
+            self.pending_lines.append(data)
+        self.pending.append(data)
+        self.arrived.set()
 
     def tell(self, event: str, *args: Any) -> None:
-        self.inbox.put_nowait(frame(event, *args))
+        self.pending.append(frame(event, *args))
+        self.arrived.set()
 
     async def push(self) -> None:
-        """Hand frames to the viewers' group, those that came together at once."""
+        """Hand the frames to the viewers' group, a batch at most every FLUSH_S."""
         layer = get_channel_layer()
+        pushed = 0.0
         while True:
-            frames = [await self.inbox.get()]
-            size = len(frames[0])
-            while not self.inbox.empty() and size < MAX_BATCH_CHARACTERS:
-                frames.append(self.inbox.get_nowait())
-                size += len(frames[-1])
+            await self.arrived.wait()
+            if (wait := pushed + FLUSH_S - self.loop.time()) > 0:
+                await asyncio.sleep(wait)
+            self.arrived.clear()
+            frames, self.pending = self.pending, []
+            pushed = self.loop.time()
+            self.batch += 1
+            self.console.extend(self.pending_lines)
+            self.pending_lines.clear()
+            message = {"type": "console.batch", "batch": self.batch}
             try:
-                await layer.group_send(
-                    self.group, {"type": "console.frames", "frames": frames}
-                )
+                await layer.group_send(self.group, message | {"texts": pack(frames)})
             except Exception:
                 logger.exception("lost %d frames of %s", len(frames), self.public_id)
 
@@ -176,17 +214,15 @@ class Relay:
         except ConnectionError:
             raise RelayDown from None
 
-    async def greet(self, channel: str) -> None:
-        """Bring one new viewer up to date: connected and the lines so far, or not."""
+    def so_far(self) -> tuple[int, list[str]]:
+        """The last batch pushed, and what a viewer needs to be up to date with it."""
         if self.connected:
             frames = [frame("relay", "connected"), *self.console]
         elif self.trouble:
             frames = [frame("relay", "reconnecting"), frame("error", self.trouble)]
         else:
-            return  # connecting: the group hears when it is done
-        await get_channel_layer().send(
-            channel, {"type": "console.frames", "frames": frames}
-        )
+            frames = []  # connecting: the group hears when it is done
+        return self.batch, pack(frames)
 
     async def linger(self) -> None:
         await asyncio.sleep(LINGER_S)
@@ -202,8 +238,8 @@ class Relay:
         logger.info("closed the console relay of server %s", self.public_id)
 
 
-async def join(public_id: str, channel: str) -> None:
-    """A viewer joined the server's group; `channel` gets the console so far."""
+def join(public_id: str) -> None:
+    """A viewer joined the server's group: start the relay, or keep it."""
     relay = _relays.get(public_id)
     if relay is None or relay.loop is not asyncio.get_running_loop():
         relay = _relays[public_id] = Relay(public_id)
@@ -211,12 +247,9 @@ async def join(public_id: str, channel: str) -> None:
     if relay.closing is not None:
         relay.closing.cancel()
         relay.closing = None
-    # NB: the new viewer gets the lines from the relay's copy of the console, for
-    # it alone; a `send logs` to the daemon would replay them to every viewer.
-    await relay.greet(channel)
 
 
-async def leave(public_id: str) -> None:
+def leave(public_id: str) -> None:
     relay = _relays.get(public_id)
     if relay is None or relay.viewers == 0:
         return
@@ -233,11 +266,14 @@ async def send(public_id: str, data: str) -> None:
     await relay.send(data)
 
 
-async def recent_lines(public_id: str, channel: str) -> None:
-    """Send the console so far to one viewer, as on joining."""
+def console_so_far(public_id: str) -> tuple[int, list[str]]:
+    """The relay's last batch number and the messages that catch a viewer up to it.
+
+    NB: a viewer gets the lines from the relay's copy of the console, for it
+    alone; a `send logs` to the daemon would replay them to every viewer.
+    """
     relay = _relays.get(public_id)
-    if relay is not None:
-        await relay.greet(channel)
+    return relay.so_far() if relay is not None else (0, [])
 
 
 def upstream_count(public_id: str) -> int:

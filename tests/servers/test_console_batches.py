@@ -1,23 +1,92 @@
+import asyncio
 import json
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from channels.layers import get_channel_layer
 
 from servers import relay
-from servers.consumers import _batches
+
+
+def line(text: str) -> str:
+    return relay.frame("console output", text)
+
+
+@pytest_asyncio.fixture
+async def quiet_relay(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[relay.Relay]:
+    """A relay that never dials a daemon: the test hands it the frames."""
+
+    async def offline(self: relay.Relay) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(relay.Relay, "run", offline)
+    monkeypatch.setattr(relay.Relay, "connected", True)
+    quiet = relay.Relay("batches")
+    yield quiet
+    await quiet.stop()
+
+
+def frames_of(messages: list[str]) -> list[dict]:
+    loaded = [json.loads(m) for m in messages]
+    return [f for m in loaded for f in (m if isinstance(m, list) else [m])]
+
+
+async def next_batch(channel: str, timeout: float = 2) -> dict:
+    return await asyncio.wait_for(get_channel_layer().receive(channel), timeout)
 
 
 class TestConsoleBatches:
     def test_it_keeps_order_and_every_message_under_the_frame_limit(self) -> None:
-        frames = [
-            relay.frame("console output", f"{i} " + "x" * (i * 37 % 3000))
-            for i in range(400)
-        ]
-        batches = list(_batches(frames))
-        assert len(batches) > 1
-        assert [f for batch in batches for f in batch] == frames
-        for batch in batches:
-            message = "[" + ",".join(batch) + "]"
-            assert len(message) <= relay.MAX_FRAME
-            assert [json.loads(f) for f in batch] == json.loads(message)
+        frames = [line(f"{i} " + "é" * (i * 37 % 3000)) for i in range(400)]
+        messages = relay.pack(frames)
+        assert len(messages) > 1
+
+        # Counted in bytes, so lines that are not ASCII cannot overflow a message.
+        assert frames_of(messages) == [json.loads(f) for f in frames]
+        for message in messages:
+            assert len(message.encode()) <= relay.MAX_FRAME
 
     def test_it_sends_a_lone_frame_as_it_is(self) -> None:
         frame = relay.frame("status", "running")
-        assert list(_batches([frame])) == [[frame]]
+        assert relay.pack([frame]) == [frame]
+
+    @pytest.mark.asyncio
+    async def test_it_pushes_frames_that_come_together_as_one_numbered_batch(
+        self, quiet_relay: relay.Relay
+    ) -> None:
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(quiet_relay.group, viewer)
+
+        quiet_relay.receive(line("alone"))
+        first = await next_batch(viewer)
+        for n in range(1000):
+            quiet_relay.receive(line(f"flood {n} " + "x" * 100))
+        second = await next_batch(viewer)
+
+        # A quiet line goes out at once; a flood waits for others, encoded once.
+        assert (first["batch"], first["texts"]) == (1, [line("alone")])
+        assert second["batch"] == 2
+        assert 1 < len(second["texts"]) < 10
+        lines = [f["args"][0] for f in frames_of(second["texts"])]
+        assert lines == [f"flood {n} " + "x" * 100 for n in range(1000)]
+
+    @pytest.mark.asyncio
+    async def test_it_catches_a_viewer_up_to_the_last_batch_pushed(
+        self, quiet_relay: relay.Relay, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(relay, "_relays", {"batches": quiet_relay})
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(quiet_relay.group, viewer)
+        quiet_relay.receive(line("pushed"))
+        await next_batch(viewer)
+
+        # A line not pushed yet is left to the next batch, so none comes twice.
+        quiet_relay.receive(line("pending"))
+        batch, messages = relay.console_so_far("batches")
+        frames = frames_of(messages)
+        assert batch == 1
+        assert frames[-1] == json.loads(line("pushed"))
+        assert (await next_batch(viewer))["batch"] == 2

@@ -196,6 +196,24 @@ class TestConsoleConsumer:
             await frames_until(console, event("console output", "to everyone"))
         assert relay.upstream_count(running_server.public_id) == 1
 
+    async def test_it_catches_up_a_viewer_that_missed_batches(
+        self, viewer: Viewer, running_server: Server, owner: User
+    ) -> None:
+        console = await open_console(viewer, running_server, owner)
+        await frames_until(console, event("console output", "Done!"))
+        # Three batches lost on the way, as when the viewer's channel overflows.
+        relay._relays[running_server.public_id].batch += 3
+
+        await console.send_json_to(frame("send command", "say after the gap"))
+        frames = await frames_until(console, event("console output", "after the gap"))
+        behind = {"event": "relay", "args": ["behind", 3]}
+        assert behind in frames
+        # Told, then given the console so far again, and it carries on from there.
+        caught_up = frames[frames.index(behind) + 1 :]
+        assert caught_up[0] == frame("relay", "connected")
+        assert any(event("console output", "Done!")(f) for f in caught_up)
+        await say(console, "and on")
+
     async def test_it_closes_the_upstream_after_the_last_viewer(
         self,
         viewer: Viewer,
