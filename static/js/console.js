@@ -188,7 +188,15 @@
       print(ok ? "Install finished." : "Install failed.", "install-notice");
     },
     "stats": (figures) => showStats(figures || {}),
-    "relay": (state) => {
+    "relay": (state, skipped) => {
+      if (state === "behind") {
+        // The panel dropped batches this page took too long for; the console so
+        // far follows, so the screen starts again from it.
+        output.replaceChildren();
+        pending = [];
+        print(`Skipped ${skipped} batches of output to catch up.`, "install-notice");
+        return;
+      }
       relayUp = state === "connected";
       showConnection();
     },
