@@ -98,7 +98,7 @@ def new_page(browser: Browser, panel: Panel) -> tuple[BrowserContext, Page]:
     context = browser.new_context(
         base_url=panel.url,
         accept_downloads=True,
-        viewport={"width": 1280, "height": 900},
+        viewport={"width": 1440, "height": 900},
     )
     context.set_default_timeout(TIMEOUT_MS)
     return context, context.new_page()
@@ -165,7 +165,7 @@ def test_it_takes_a_newcomer_from_an_empty_panel_to_a_running_server_and_back(
     page.get_by_label("Host", exact=True).fill("127.0.0.1")
     page.get_by_label("Daemon port").fill(str(daemon_port))
     page.get_by_label("Protocol").select_option(label="HTTP")
-    page.get_by_label("CPU cores").fill("2")
+    page.get_by_label("CPU cores").fill("1")
     page.get_by_label("Memory (GB)").fill("4")
     page.get_by_label("Disk (GB)").fill("20")
     page.get_by_label("SFTP port").fill(str(sftp_port))
@@ -207,6 +207,7 @@ def test_it_takes_a_newcomer_from_an_empty_panel_to_a_running_server_and_back(
     page.get_by_label("Ports").fill(", ".join(map(str, game_ports)))
     page.get_by_role("button", name="Add allocations").click()
     message(page, "3 allocations added on 127.0.0.1.")
+    page.goto(node_url)
     page.screenshot(path=SCREENSHOTS / "node-page.png", full_page=True)
 
     # A server for bob on the first of them.
