@@ -14,8 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 
 RUN pip install --no-cache-dir uv==0.13.9 \
-    && groupadd --system stellar \
-    && useradd --system --gid stellar --home-dir /app --no-create-home \
+    && groupadd --system --gid 10001 stellar \
+    && useradd --system --uid 10001 --gid stellar --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin stellar \
     && mkdir -p /var/lib/stellar /etc/stellar \
     && chown stellar:stellar /var/lib/stellar
