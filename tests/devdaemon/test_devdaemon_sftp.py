@@ -181,9 +181,16 @@ class TestSFTP:
             connection.close()
 
     async def test_it_sees_the_server_directory_as_the_root(
-        self, sftp: asyncssh.SFTPClient, files: Path, node: RunningDaemon
+        self,
+        sftp: asyncssh.SFTPClient,
+        files: Path,
+        node: RunningDaemon,
+        tmp_path: Path,
     ) -> None:
         (files / "server.properties").write_text("motd=hello")
+        (tmp_path / "up.txt").write_text("to the root")
+        commands = ["cd /", "put up.txt /up.txt", "get /etc/passwd passwd"]
+        result = openssh_sftp(node, OWNER, PASSWORD, commands, tmp_path)
 
         # "/" and "." are the server's directory; absolute paths are read from it
         assert await sftp.realpath(".") == "/"
@@ -200,11 +207,20 @@ class TestSFTP:
             await sftp.stat("/etc/passwd")
         with pytest.raises(asyncssh.SFTPNoSuchFile):
             await sftp.stat(str(files / "server.properties"))
+        assert (files / "up.txt").read_text() == "to the root"
+        assert result.returncode != 0
+        assert not (tmp_path / "passwd").exists()
 
     async def test_it_refuses_to_climb_out_with_dotdot(
-        self, sftp: asyncssh.SFTPClient, node: RunningDaemon, tmp_path: Path
+        self,
+        sftp: asyncssh.SFTPClient,
+        node: RunningDaemon,
+        outside: Path,
+        tmp_path: Path,
     ) -> None:
-        for path in ("..", "/../outside/secret.txt", "a/../../outside", "/.."):
+        secret = "../../../outside/secret.txt"
+        assert (node.data_dir / "servers" / "sftp1" / secret).exists()
+        for path in ("..", "/..", secret, "/" + secret, "a/../../outside"):
             with pytest.raises(asyncssh.SFTPPermissionDenied):
                 await sftp.stat(path)
         with pytest.raises(asyncssh.SFTPPermissionDenied):
@@ -215,7 +231,7 @@ class TestSFTP:
             async with sftp.open("../escaped.txt", "w"):
                 pass
         result = openssh_sftp(
-            node, OWNER, PASSWORD, ["get ../../outside/secret.txt got.txt"], tmp_path
+            node, OWNER, PASSWORD, [f"get {secret} got.txt"], tmp_path
         )
 
         # Nothing came in or went out
@@ -258,16 +274,22 @@ class TestSFTP:
         assert not (tmp_path / "leak.txt").exists()
 
     async def test_it_refuses_to_make_a_symlink_that_leads_outside(
-        self, sftp: asyncssh.SFTPClient, files: Path, node: RunningDaemon, tmp_path
+        self,
+        sftp: asyncssh.SFTPClient,
+        files: Path,
+        node: RunningDaemon,
+        outside: Path,
+        tmp_path: Path,
     ) -> None:
-        for target in ("../outside", "/../outside/secret.txt", "a/../../.."):
+        (files / "server.properties").write_text("motd=hello")
+        (files / "plugins").mkdir(exist_ok=True)
+        (files / "leakdir2").symlink_to(outside)
+        targets = ["../../../outside", "/../../../outside/secret.txt", "a/../.."]
+        for target in [*targets, "leakdir2/secret.txt", "/leakdir2"]:
             with pytest.raises(asyncssh.SFTPPermissionDenied):
                 await sftp.symlink(target, "made")
-        (files / "leakdir2").symlink_to(node.directory / "outside")
-        with pytest.raises(asyncssh.SFTPPermissionDenied):
-            await sftp.symlink("leakdir2/secret.txt", "made")
         result = openssh_sftp(
-            node, OWNER, PASSWORD, ["ln -s ../../outside made"], tmp_path
+            node, OWNER, PASSWORD, ["ln -s ../../../outside made"], tmp_path
         )
 
         # No link was made; an absolute target is one in the server's directory
@@ -281,7 +303,11 @@ class TestSFTP:
         ).resolve()
 
     async def test_it_refuses_a_file_over_the_upload_limit(
-        self, sftp: asyncssh.SFTPClient, files: Path, node: RunningDaemon, tmp_path
+        self,
+        sftp: asyncssh.SFTPClient,
+        files: Path,
+        node: RunningDaemon,
+        tmp_path: Path,
     ) -> None:
         (tmp_path / "big.bin").write_bytes(os.urandom(3 * MB))
 
@@ -420,9 +446,7 @@ class TestSFTPConfig:
         assert (config.sftp_host, config.sftp_port) == ("0.0.0.0", 2022)
         assert (custom.sftp_host, custom.sftp_port) == ("127.0.0.2", 2222)
 
-    def test_it_says_when_the_sftp_port_is_taken(
-        self, daemons: DaemonPool, tmp_path: Path
-    ) -> None:
+    def test_it_says_when_the_sftp_port_is_taken(self, tmp_path: Path) -> None:
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
