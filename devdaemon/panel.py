@@ -166,7 +166,8 @@ class Panel:
         """The panel's grant for an SFTP login, None when the panel refuses it."""
         payload = {"username": username, "password": password, "ip": ip}
         status, answer = await self.send("POST", "sftp/auth", payload)
-        if status in (403, 429):
+        # An overlong password is the client's doing (400), not a panel that fails.
+        if status in (400, 403, 429):
             self.went_right()
             return None
         if status != 200:

@@ -16,6 +16,7 @@ from aiohttp import web
 from daemon_harness import RunningDaemon, free_port, is_signed
 
 SFTP = "/usr/bin/sftp"
+MAX_PASSWORD_LENGTH = 4096
 
 
 @dataclass
@@ -54,6 +55,11 @@ class StandInPanel:
 
     def sftp_auth(self, payload: dict) -> web.Response:
         username = payload.get("username", "")
+        if len(payload.get("password", "")) > MAX_PASSWORD_LENGTH:
+            return web.json_response(
+                {"error": "bad_request", "message": "the password is too long"},
+                status=400,
+            )
         password, server_id = self.logins.get(username, (None, None))
         if password is None or payload.get("password") != password:
             return web.json_response(

@@ -158,6 +158,16 @@ class TestSFTP:
         assert result.returncode != 0
         assert "Permission denied" in result.stderr
 
+    async def test_it_takes_a_bad_request_for_a_refusal(
+        self, node: RunningDaemon
+    ) -> None:
+        with pytest.raises(asyncssh.PermissionDenied):
+            await connect(node, OWNER, "x" * 5000)
+
+        # An overlong password is the client's fault, not a failing panel
+        assert "the panel answered 400" not in node.log
+        assert "panel call failed" not in node.log
+
     async def test_it_refuses_a_server_it_does_not_have(
         self, node: RunningDaemon
     ) -> None:
