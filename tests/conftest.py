@@ -96,14 +96,15 @@ def free_port() -> int:
 
 def write_daemon_config(node: Node, data_dir: Path, panel_url: str) -> Path:
     """The node's own configuration file, bound to loopback and a test folder."""
+    # Each daemon serves SFTP on a port of its own, which its node then names.
+    node.sftp_port = free_port()
+    Node.objects.filter(pk=node.pk).update(sftp_port=node.sftp_port)
     config = node.daemon_config(
         node.daemon_token(),
         listen="127.0.0.1",
         data_dir=str(data_dir),
         panel_url=panel_url,
     )
-    # The development daemon does not serve SFTP, but keep its port out of the way.
-    config = config.replace(f"port = {node.sftp_port}", f"port = {free_port()}")
     path = data_dir.parent / f"node-{node.pk}.toml"
     path.write_text(config)
     return path
@@ -114,12 +115,15 @@ def running_daemon(node: Node, data_dir: Path, panel_url: str) -> Iterator[None]
     """A real development daemon for the node, as a subprocess, until the block ends."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = write_daemon_config(node, data_dir, panel_url)
+    # Its log stays beside its data, for a test that fails to be read.
+    log = (data_dir.parent / f"node-{node.pk}.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "devdaemon", "--config", str(config)],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
+    log.close()
     try:
         deadline = time.monotonic() + 20
         while True:
