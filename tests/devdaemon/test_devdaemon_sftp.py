@@ -270,6 +270,10 @@ class TestSFTP:
             async with sftp.open("leakdir/planted.txt", "w"):
                 pass
         with pytest.raises(asyncssh.SFTPPermissionDenied):
+            await sftp.remove("leakdir/secret.txt")
+        with pytest.raises(asyncssh.SFTPPermissionDenied):
+            await sftp.rename("plugins/ok.txt", "leakdir/ok.txt")
+        with pytest.raises(asyncssh.SFTPPermissionDenied):
             await sftp.readlink("leak.txt")
 
         # The links themselves may be seen and removed; one inside works
