@@ -12,14 +12,15 @@ can, each carrying a run token, a sequence number and the time it was written
 For 1, 10 and 100 viewers (1 and 10 with --small) it opens that many browser-like
 WebSockets to the panel, in one process, and one straight to the daemon, signed as
 the panel signs its own, in another: the baseline of the same run. It then starts
-the server and reads until every client has seen the last line, or gives up. Each
-client stamps a message with the time it arrives and parses nothing until every
-client of its process is done, so the clients' own work stays out of the figures
-as far as the cores allow. Per client: lines a second from its first line to its
-last, and each line's latency (the arrival of its message minus the time it was
-written). The panel's added latency is its percentile minus the direct client's,
-which is what the daemon itself takes. Between viewer counts the flood is killed
-and started again.
+the server and reads until every client has seen the last line, or gives up. A
+client only reads its socket while it is measured, stamping each chunk of bytes
+with the time it came, and takes the frames apart once the round is over: the
+clients share the machine with the panel and the daemon, and this keeps their own
+work out of the figures as far as it can be. Per client: lines a second from its
+first line to its last, and each line's latency (when the chunk that completed its
+message came, minus when the line was written). The panel's added latency is its
+percentile minus the direct client's, which is what the daemon itself takes.
+Between viewer counts the flood is killed and started again.
 
 Targets: at one viewer, the panel delivers at least 0.8 of the direct rate; at 100
 viewers it adds less than 50 ms to the 99th percentile latency.
@@ -33,6 +34,7 @@ skipped are counted as lost, not hidden.
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing
 import os
@@ -50,8 +52,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-import aiohttp
 import django
 import httpx
 
@@ -74,7 +76,8 @@ TARGET_ADDED_P99_MS = 50.0
 IDLE_S = 10.0
 ROUND_S = {False: 300.0, True: 30.0}
 START_TIMEOUT_S = 30.0
-MAX_FRAME = 64 * 1024
+READ_SIZE = 1024 * 1024
+OPEN_AT_ONCE = 10
 PREFIX = "[flood]"
 
 # Written into the server's directory: it reads its run token and line count from
@@ -132,84 +135,138 @@ class Clients:
 
 @dataclass
 class Arrived:
-    """The messages of one client, each with the time it arrived."""
+    """The bytes one client read of its socket, each chunk with when it came."""
 
-    messages: list[tuple[int, str]] = field(default_factory=list)
+    chunks: list[tuple[int, bytes]] = field(default_factory=list)
     closed: str = ""
 
 
-async def read_flood(
-    ws: aiohttp.ClientWebSocketResponse, run: str, lines: int, deadline: float
-) -> Arrived:
-    """Messages until the run's last line, the deadline or an idle spell.
+class Socket:
+    """A WebSocket client that only reads: what the server sends stays raw bytes.
 
-    Each message is stamped as it arrives and read only once every client of the
-    process is done, so the clients' parsing neither delays the next message nor
-    takes CPU from the panel while it is measured.
+    A client of the benchmark does as little as it can while it is measured:
+    one read per chunk of the stream, however many messages it holds. The
+    frames are taken apart once the round is over.
     """
-    arrived = Arrived()
-    last = f"{PREFIX} {run} {lines - 1} "
-    while True:
-        left = min(deadline - time.monotonic(), IDLE_S)
-        if left <= 0:
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+        self.buffer = b""  # read while opening, not yet a whole frame
+
+    @classmethod
+    async def open(cls, clients: Clients) -> "Socket":
+        url = urlsplit(clients.url)
+        reader, writer = await asyncio.open_connection(
+            url.hostname, url.port, limit=READ_SIZE
+        )
+        key = base64.b64encode(os.urandom(16)).decode()
+        headers = {
+            "Host": url.netloc,
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": key,
+            "Sec-WebSocket-Version": "13",
+            **({"Origin": clients.origin} if clients.origin else {}),
+            **clients.headers,
+        }
+        target = f"{url.path}?{url.query}" if url.query else url.path
+        request = f"GET {target} HTTP/1.1\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        writer.write(f"{request}\r\n".encode())
+        answer = await reader.readuntil(b"\r\n\r\n")
+        if not answer.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"no WebSocket: {answer.splitlines()[0]!r}")
+        return cls(reader, writer)
+
+    async def until_relay_connected(self) -> None:
+        """Read messages until the panel's relay says it has the daemon."""
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while True:
+                data = await self.reader.read(READ_SIZE)
+                if not data:
+                    raise RuntimeError("the panel closed the console socket")
+                messages, self.buffer = take_frames(self.buffer + data)
+                for text in messages:
+                    loaded = json.loads(text)
+                    frames = loaded if isinstance(loaded, list) else [loaded]
+                    if {"event": "relay", "args": ["connected"]} in frames:
+                        return
+
+    async def read_flood(self, run: str, lines: int, deadline: float) -> Arrived:
+        """Chunks until the run's last line, the deadline or an idle spell."""
+        arrived = Arrived([(time.time_ns(), self.buffer)])
+        last = f"{PREFIX} {run} {lines - 1} ".encode()
+        tail = b""
+        while True:
+            left = min(deadline - time.monotonic(), IDLE_S)
+            if left <= 0:
+                break
+            try:
+                data = await asyncio.wait_for(self.reader.read(READ_SIZE), left)
+            except TimeoutError:
+                break
+            if not data:
+                arrived.closed = "closed by the server"
+                break
+            arrived.chunks.append((time.time_ns(), data))
+            if last in data or last in tail + data[: len(last)]:
+                break
+            tail = data[-len(last) :]
+        return arrived
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def take_frames(data: bytes) -> tuple[list[str], bytes]:
+    """The text messages whole in `data`, and the bytes of the next, unmasked."""
+    messages: list[str] = []
+    at = 0
+    while len(data) - at >= 2:
+        opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
+        start = at + 2
+        if length == 126:
+            length, start = int.from_bytes(data[start : start + 2]), start + 2
+        elif length == 127:
+            length, start = int.from_bytes(data[start : start + 8]), start + 8
+        if len(data) < start + length:
             break
-        try:
-            message = await ws.receive(timeout=left)
-        except TimeoutError:
-            break
-        now = time.time_ns()
-        if message.type != aiohttp.WSMsgType.TEXT:
-            arrived.closed = f"{message.type.name} {ws.close_code or ''}".strip()
-            break
-        arrived.messages.append((now, message.data))
-        if last in message.data:
-            break
-    return arrived
+        if opcode == 1:
+            messages.append(data[start : start + length].decode())
+        at = start + length
+    return messages, data[at:]
 
 
 def tally(arrived: Arrived, run: str, lines: int) -> Received:
-    """What a client saw of the run: the lines, once each, and their latencies."""
+    """What a client saw of the run: the lines, once each, and their latencies.
+
+    A message counts as arrived with the chunk that completed it.
+    """
     received = Received(closed=arrived.closed)
     seqs = bytearray(lines)
-    for now, text in arrived.messages:
-        data = json.loads(text)
-        # The panel sends a busy console as arrays of frames.
-        for frame in data if isinstance(data, list) else [data]:
-            if frame["event"] != "console output":
-                continue
-            words = frame["args"][0].split(" ", 4)
-            if words[0] != PREFIX or words[1] != run:
-                continue  # an earlier run's line, replayed
-            seq, sent = int(words[2]), int(words[3])
-            if not seqs[seq]:
-                seqs[seq] = 1
-                received.seen += 1
-            received.first_ns = received.first_ns or now
-            received.last_ns = now
-            received.latencies_ms.append((now - sent) / 1e6)
-            received.got_last = received.got_last or seq == lines - 1
+    buffer = b""
+    for now, chunk in arrived.chunks:
+        messages, buffer = take_frames(buffer + chunk)
+        for text in messages:
+            data = json.loads(text)
+            # The panel sends a busy console as arrays of frames.
+            for frame in data if isinstance(data, list) else [data]:
+                if frame["event"] != "console output":
+                    continue
+                words = frame["args"][0].split(" ", 4)
+                if words[0] != PREFIX or words[1] != run:
+                    continue  # an earlier run's line, replayed
+                seq, sent = int(words[2]), int(words[3])
+                if not seqs[seq]:
+                    seqs[seq] = 1
+                    received.seen += 1
+                received.first_ns = received.first_ns or now
+                received.last_ns = now
+                received.latencies_ms.append((now - sent) / 1e6)
+                received.got_last = received.got_last or seq == lines - 1
     return received
-
-
-async def open_socket(
-    session: aiohttp.ClientSession, clients: Clients
-) -> aiohttp.ClientWebSocketResponse:
-    """A socket to the console; a viewer's once the relay is connected to the daemon."""
-    ws = await session.ws_connect(
-        clients.url,
-        origin=clients.origin,
-        headers=clients.headers,
-        max_msg_size=MAX_FRAME,
-    )
-    if clients.origin is None:
-        return ws
-    async with asyncio.timeout(START_TIMEOUT_S):
-        async for message in ws:
-            data = json.loads(message.data)
-            frames = data if isinstance(data, list) else [data]
-            if {"event": "relay", "args": ["connected"]} in frames:
-                return ws
-    raise RuntimeError(f"the panel closed the console socket ({ws.close_code})")
 
 
 def watch_flood(
@@ -218,19 +275,24 @@ def watch_flood(
     """Clients in a process of their own: open, say ready, read the flood."""
 
     async def watch() -> list[Received]:
-        async with aiohttp.ClientSession() as session:
-            sockets = await asyncio.gather(
-                *(open_socket(session, clients) for _ in range(clients.count))
+        sockets: list[Socket] = []
+        # A few at a time: Daphne's listen backlog is short.
+        for start in range(0, clients.count, OPEN_AT_ONCE):
+            more = min(OPEN_AT_ONCE, clients.count - start)
+            sockets += await asyncio.gather(
+                *(Socket.open(clients) for _ in range(more))
             )
-            conn.send("ready")
-            conn.recv()  # the server is starting
-            deadline = time.monotonic() + seconds
-            arrived = await asyncio.gather(
-                *(read_flood(ws, run, lines, deadline) for ws in sockets)
-            )
-            for ws in sockets:
-                await ws.close()
-            return [tally(a, run, lines) for a in arrived]
+        if clients.origin:
+            await asyncio.gather(*(s.until_relay_connected() for s in sockets))
+        conn.send("ready")
+        await asyncio.to_thread(conn.recv)  # the server is starting
+        deadline = time.monotonic() + seconds
+        arrived = await asyncio.gather(
+            *(s.read_flood(run, lines, deadline) for s in sockets)
+        )
+        for s in sockets:
+            s.close()
+        return [tally(a, run, lines) for a in arrived]
 
     try:
         conn.send(asyncio.run(watch()))
