@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 REDIS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]},
+        "CONFIG": {"hosts": [os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")]},
     }
 }
 
