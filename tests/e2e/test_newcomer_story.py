@@ -4,10 +4,13 @@ A fresh database, Daphne in a subprocess with its heartbeat every 5 s, and a
 development daemon started from the configuration file the credentials page hands
 out. The admin sets up a location, a node and its allocations and creates a server;
 its owner runs it from the console; the admin meets every refusal on the way out.
-The screenshots the README shows are taken here.
+The screenshots the README shows are taken here: they land with the other test
+artifacts, and in docs/screenshots when README_SCREENSHOTS=1 is set.
 """
 
+import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +26,7 @@ from tests.conftest import PASSWORD, ROOT, free_port, stop
 from tests.e2e.conftest import TIMEOUT_MS
 from tests.stellarpanel.test_asgi import panel_env, wait_until_serving
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+README_SCREENSHOTS = ROOT / "docs" / "screenshots"
 OWNER = """
 from django.contrib.auth.models import User
 User.objects.create_user("bob", "bob@example.org", {password!r})
@@ -141,8 +144,15 @@ def test_it_takes_a_newcomer_from_an_empty_panel_to_a_running_server_and_back(
     panel: Panel,
     tmp_path: Path,
     daemon_process: list[subprocess.Popen[bytes]],
+    artifacts: Path,
 ) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    def screenshot(shown: Page, name: str, full_page: bool = True) -> None:
+        taken = artifacts / f"newcomer-{name}"
+        shown.screenshot(path=taken, full_page=full_page)
+        if os.environ.get("README_SCREENSHOTS") == "1":
+            README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(taken, README_SCREENSHOTS / name)
+
     daemon_port, sftp_port = free_port(), free_port()
     game_ports = sorted({free_port() for _ in range(3)})
     while len(game_ports) < 3:
@@ -199,7 +209,7 @@ def test_it_takes_a_newcomer_from_an_empty_panel_to_a_running_server_and_back(
     expect(row.locator("[data-node-status]")).to_have_text("Online", timeout=30_000)
     expect(row.locator("[data-node-latency]")).to_contain_text("ms")
     assert page.evaluate("window.notReloaded") is True
-    page.screenshot(path=SCREENSHOTS / "nodes-list.png")
+    screenshot(page, "nodes-list.png", full_page=False)
 
     # Allocations carved on the node's page.
     row.get_by_role("link", name="fra-1").click()
@@ -208,7 +218,7 @@ def test_it_takes_a_newcomer_from_an_empty_panel_to_a_running_server_and_back(
     page.get_by_role("button", name="Add allocations").click()
     message(page, "3 allocations added on 127.0.0.1.")
     page.goto(node_url)
-    page.screenshot(path=SCREENSHOTS / "node-page.png", full_page=True)
+    screenshot(page, "node-page.png")
 
     # A server for bob on the first of them.
     create_server(page, node_id, memory_mb="1024", allocation=first)
@@ -233,7 +243,7 @@ def test_it_takes_a_newcomer_from_an_empty_panel_to_a_running_server_and_back(
     expect(output).to_contain_text("[Server] hello")
     expect(console.locator("[data-stat=cpu]")).to_contain_text("%")
     expect(console.locator("[data-stat=uptime]")).not_to_have_text("—")
-    owner_page.screenshot(path=SCREENSHOTS / "console.png", full_page=True)
+    screenshot(owner_page, "console.png")
     owner_context.close()
 
     # More memory than the node has is refused, saying how much is free.
