@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import (
@@ -141,6 +142,7 @@ def browse(request: HttpRequest, public_id: str) -> HttpResponse:
         "directory": directory,
         "crumbs": _crumbs(directory),
         "upload_limit": server.node.upload_limit_mb * MIB,
+        "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
         "swap": True,
     }
     try:

@@ -18,19 +18,25 @@
   }
 
   function size(bytes) {
-    return bytes >= MB ? (bytes / MB).toFixed(1) + " MB" : Math.ceil(bytes / 1024) + " KB";
+    if (bytes >= MB) return (bytes / MB).toFixed(1) + " MB";
+    return Math.ceil(bytes / 1024) + " KB";
   }
 
   // The panel checks again, and the daemon after it; this only says it sooner.
   function refusal(form, files) {
+    const most = Number(form.dataset.uploadMaxFiles);
+    if (most && files.length > most) {
+      return `Choose at most ${most} files at a time; ${files.length} are chosen.`;
+    }
     const total = files.reduce((sum, file) => sum + file.size, 0);
     const limit = Number(form.dataset.uploadLimit);
     if (total > limit) {
       return `${size(total)} is over this node's upload limit of ` +
         `${form.dataset.uploadLimitMb} MB; upload fewer or smaller files at a time.`;
     }
-    if (form.dataset.diskFree !== undefined && total > Number(form.dataset.diskFree)) {
-      return `${size(total)} do not fit in the ${size(Number(form.dataset.diskFree))} ` +
+    const free = Number(form.dataset.diskFree);
+    if (form.dataset.diskFree !== undefined && total > free) {
+      return `${size(total)} do not fit in the ${size(free)} ` +
         "of disk this server has left; delete some files first.";
     }
     return null;

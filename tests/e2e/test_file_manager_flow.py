@@ -21,8 +21,12 @@ from tests.e2e.test_console_flow import (  # noqa: F401
     setup,
 )
 
-# The panel keeps its own database; the test's may be touched by the daemon helper.
-pytestmark = [pytest.mark.usefixtures("daemon_on_loopback"), pytest.mark.django_db]
+# The panel keeps a database of its own; running_daemon writes the node's SFTP
+# port to the test's.
+pytestmark = [
+    pytest.mark.usefixtures("daemon_on_loopback"),
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def test_it_uploads_edits_renames_downloads_and_deletes_a_file(
@@ -45,7 +49,12 @@ def test_it_uploads_edits_renames_downloads_and_deletes_a_file(
         work_on_files(page, setup.server, root, artifacts)
 
 
-def work_on_files(page: Page, server: str, root: Path, artifacts: Path) -> None:  # noqa: F811
+def work_on_files(
+    page: Page,  # noqa: F811
+    server: str,
+    root: Path,
+    artifacts: Path,
+) -> None:
     log_in(page, "bob")
     page.goto(f"/servers/{server}/")
     page.get_by_role("link", name="Files", exact=True).click()

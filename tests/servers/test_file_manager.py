@@ -251,9 +251,9 @@ class TestFileManager:
         assert (root / "plugins" / "b.yml").read_bytes() == b"b: 1\n"
 
         # Without the page's script, the form lands back on the list.
-        r = upload(owner_client, server, ("c.txt", b"c"), follow=True)
-        assert "Uploaded c.txt." in messages_of(r)
-        assert (root / "c.txt").read_bytes() == b"c"
+        r = upload(owner_client, server, ("Spawn ünï.txt", b"c"), follow=True)
+        assert "Uploaded Spawn ünï.txt." in messages_of(r)
+        assert (root / "Spawn ünï.txt").read_bytes() == b"c"
 
     def test_it_refuses_an_upload_over_the_nodes_limit_before_storing_it(
         self, server: Server, owner: User, root: Path
