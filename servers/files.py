@@ -180,22 +180,23 @@ def _open(server: Server, file: str) -> dict:
     found = _find(server, file)
     if found is None:
         raise Refusal(f"file: there is no {file!r}; pick a file from the list.")
-    if found["is_directory"]:
+    if found.get("is_directory"):
         raise Refusal(f"file: {file!r} is a folder; open it from the list instead.")
-    if (found.get("size") or 0) > EDITOR_LIMIT:
-        raise Refusal(_too_big(file, found["size"]))
+    size = found.get("size")
+    if isinstance(size, int) and size > EDITOR_LIMIT:
+        raise Refusal(_too_big(file, size))
     content = Daemon(server.node).read_file(server.public_id, file)
     if len(content) > EDITOR_LIMIT:
         raise Refusal(_too_big(file, len(content)))
     try:
-        if b"\0" in content:
-            raise UnicodeDecodeError("utf-8", content, 0, 1, "NUL byte")
         text = content.decode()
     except UnicodeDecodeError:
+        text = None
+    if text is None or "\0" in text:
         raise Refusal(
             f"{file} is a binary file, not UTF-8 text; the editor opens text only. "
             "Download it instead."
-        ) from None
+        )
     return {"content": text, "newline": "crlf" if "\r\n" in text else "lf"}
 
 

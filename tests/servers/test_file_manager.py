@@ -395,6 +395,9 @@ class TestFileManager:
             "only. Download it instead."
         )
         assert "<textarea" not in text(r)
+        (root / "session.lock").write_bytes(b"lock\x00\x00")  # UTF-8, yet not text
+        r = owner_client.get(url(server, "edit/") + "?file=session.lock")
+        assert r.context["trouble"].startswith("session.lock is a binary file")
 
         (root / "latest.log").write_text("x" * (MIB + 1))
         r = owner_client.get(url(server, "edit/") + "?file=latest.log")
