@@ -226,8 +226,8 @@ class Daemon:
     ) -> httpx.Response:
         """Send one signed request; return a 2xx answer, its body read.
 
-        NB: the body is read whole, up to MAX_ANSWER_BYTES; streaming a file's
-        contents will need a method of its own.
+        NB: the body is read whole, up to MAX_ANSWER_BYTES; stream_file streams
+        a file's contents.
         """
         endpoint = _endpoint(self.node, _checked_address(self.node))
         token = _token(self.node)
