@@ -96,9 +96,9 @@ def free_port() -> int:
 
 def write_daemon_config(node: Node, data_dir: Path, panel_url: str) -> Path:
     """The node's own configuration file, bound to loopback and a test folder."""
-    # Each daemon serves SFTP on a port of its own, which its node then names.
+    # Each daemon serves SFTP on a port of its own; the node object (not its row,
+    # which a test may not reach) then names it.
     node.sftp_port = free_port()
-    Node.objects.filter(pk=node.pk).update(sftp_port=node.sftp_port)
     config = node.daemon_config(
         node.daemon_token(),
         listen="127.0.0.1",

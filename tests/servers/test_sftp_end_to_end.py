@@ -45,7 +45,7 @@ def sftp_node(
 ) -> Iterator[SftpNode]:
     data_dir = tmp_path / "daemon"
     with running_daemon(loopback_node, data_dir, live_server.url):
-        loopback_node.refresh_from_db()
+        loopback_node.save(update_fields=["sftp_port"])
         yield SftpNode(loopback_node, data_dir)
 
 
