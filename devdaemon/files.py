@@ -264,10 +264,20 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
     return files
 
 
+# Browsers and httpx write these three characters of a file name percent-encoded
+# (the HTML standard's multipart/form-data encoding); every other byte is as is.
+FILENAME_ESCAPES = {"%22": '"', "%0D": "\r", "%0A": "\n"}
+
+
 def part_filename(head: bytes) -> str | None:
     disposition = Message()
     for line in head.decode("utf-8", "replace").split("\r\n"):
         key, _, value = line.partition(":")
         if key.strip().lower() == "content-disposition":
             disposition["Content-Disposition"] = value.strip()
-    return disposition.get_filename()
+    name = disposition.get_filename()
+    if name is None:
+        return None
+    for escaped, character in FILENAME_ESCAPES.items():
+        name = name.replace(escaped, character).replace(escaped.lower(), character)
+    return name

@@ -83,6 +83,17 @@ class TestFiles:
         read = client.get(f"{base}/contents", params={"file": "uploads/two.bin"})
         assert read.content == b"\r\n--\r\n\x00binary"
 
+    def test_it_reads_file_names_as_browsers_encode_them(
+        self, client: Client, base: str
+    ) -> None:
+        # httpx, like browsers, sends a quote in a file name as %22.
+        files = [("files", ('say "hi" 100%.txt', b"hi", "text/plain"))]
+
+        response = client.post(f"{base}/upload", params={"directory": "q"}, files=files)
+
+        assert response.status_code == 204, response.text
+        assert names(client, base, "q") == ['say "hi" 100%.txt']
+
     def test_it_creates_renames_and_deletes(self, client: Client, base: str) -> None:
         created = client.post(f"{base}/create-directory", json={"path": "maps/old"})
         client.post(f"{base}/write", params={"file": "maps/old/x.txt"}, content=b"x")
