@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from nodes.daemon import Daemon, DaemonError, stream_file
 from servers.models import Server
-from servers.views import _server_for
+from servers.views import server_for
 
 MIB = 1024 * 1024
 EDITOR_LIMIT = MIB
@@ -135,7 +135,7 @@ def _disk_free(server: Server) -> int:
 @login_required
 @require_GET
 def browse(request: HttpRequest, public_id: str) -> HttpResponse:
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     directory = request.GET.get("directory", "")
     ctx: dict = {
         "server": server,
@@ -159,7 +159,7 @@ def browse(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 def edit(request: HttpRequest, public_id: str) -> HttpResponse:
     """Open a text file in the editor (GET) or save it (POST)."""
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     data = request.POST if request.method == "POST" else request.GET
     file = data.get("file", "")
     ctx: dict = {"server": server, "file": file, "directory": _parent(file)}
@@ -232,7 +232,7 @@ def _save(request: HttpRequest, server: Server, file: str) -> HttpResponse:
 @require_POST
 def create(request: HttpRequest, public_id: str) -> HttpResponse:
     """A new empty file (opened in the editor) or a new folder."""
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     directory = request.POST.get("directory", "")
     folder = request.POST.get("kind") == "folder"
     try:
@@ -258,7 +258,7 @@ def create(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 def rename(request: HttpRequest, public_id: str) -> HttpResponse:
     """Rename or move a file or folder: its new path is relative to the server."""
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     data = request.POST if request.method == "POST" else request.GET
     source = data.get("from", "")
     target = data.get("to", source)
@@ -281,7 +281,7 @@ def rename(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_POST
 def delete(request: HttpRequest, public_id: str) -> HttpResponse:
     """Delete the chosen files and folders, once the user has confirmed."""
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     directory = request.POST.get("directory", "")
     paths = request.POST.getlist("paths")
     try:
@@ -307,7 +307,7 @@ def delete(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_GET
 def download(request: HttpRequest, public_id: str) -> HttpResponse:
     """The file, streamed from the daemon through the panel as an attachment."""
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     file = request.GET.get("file", "")
     try:
         _checked("file", file)
@@ -339,7 +339,7 @@ def upload(request: HttpRequest, public_id: str) -> HttpResponse:
     past FILE_UPLOAD_MAX_MEMORY_SIZE) before any view runs; what this refuses is
     never parsed, nor sent to the daemon.
     """
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     directory = request.GET.get("directory", "")
     try:
         _checked("directory", directory, required=False)

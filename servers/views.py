@@ -27,7 +27,7 @@ def _servers() -> QuerySet:
     )
 
 
-def _server_for(request: HttpRequest, public_id: str) -> Server:
+def server_for(request: HttpRequest, public_id: str) -> Server:
     """The server, if the user may see it: its owner and admins; 404 otherwise."""
     servers = _servers()
     if not request.user.is_staff:
@@ -124,7 +124,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def detail(request: HttpRequest, public_id: str) -> HttpResponse:
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     ctx = {
         "server": server,
         "power_actions": POWER_BUTTONS,
@@ -253,7 +253,7 @@ def reinstall(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_POST
 def power(request: HttpRequest, public_id: str) -> HttpResponse:
     """Start, stop, restart or kill a server: for its owner and admins."""
-    server = _server_for(request, public_id)
+    server = server_for(request, public_id)
     action = request.POST.get("action", "")
     if action not in POWER_ACTIONS:
         messages.error(request, "Choose start, stop, restart or kill.")
