@@ -22,7 +22,9 @@ fewer, larger messages, which is what keeps a hundred viewers cheap.
 
 NB: a viewer whose channel on the layer overflows (the layer's capacity, in
 batches) loses those batches; it sees the gap in the numbers and catches up from
-the relay's copy of the console (servers.consumers).
+the relay's copy of the console and the last status (servers.consumers). A viewer
+whose network is slower than the console goes unseen here: Daphne keeps what it
+could not send yet in memory, without bound.
 
 While the daemon cannot be reached the relay tries again, waiting from
 BACKOFF_START_S, doubling up to BACKOFF_MAX_S, for as long as viewers remain.
@@ -119,6 +121,8 @@ class Relay:
         self.batch = 0  # the number of the last batch pushed
         self.pending: list[str] = []
         self.pending_lines: list[str] = []
+        self.status: str | None = None  # the daemon's last status frame pushed
+        self.pending_status: str | None = None
         self.arrived = asyncio.Event()
         self.task = asyncio.create_task(self.run(), name=f"relay {public_id}")
         self.pusher = asyncio.create_task(self.push(), name=f"push {public_id}")
@@ -179,6 +183,8 @@ class Relay:
             return
         if event == "console output":
             self.pending_lines.append(data)
+        elif event == "status":
+            self.pending_status = data
         self.pending.append(data)
         self.arrived.set()
 
@@ -200,6 +206,8 @@ class Relay:
             self.batch += 1
             self.console.extend(self.pending_lines)
             self.pending_lines.clear()
+            self.status = self.pending_status or self.status
+            self.pending_status = None
             message = {"type": "console.batch", "batch": self.batch}
             try:
                 await layer.group_send(self.group, message | {"texts": pack(frames)})
@@ -217,7 +225,8 @@ class Relay:
     def so_far(self) -> tuple[int, list[str]]:
         """The last batch pushed, and what a viewer needs to be up to date with it."""
         if self.connected:
-            frames = [frame("relay", "connected"), *self.console]
+            status = [self.status] if self.status else []
+            frames = [frame("relay", "connected"), *status, *self.console]
         elif self.trouble:
             frames = [frame("relay", "reconnecting"), frame("error", self.trouble)]
         else:

@@ -80,13 +80,18 @@ class TestConsoleBatches:
         layer = get_channel_layer()
         viewer = await layer.new_channel()
         await layer.group_add(quiet_relay.group, viewer)
+        quiet_relay.receive(relay.frame("status", "running"))
         quiet_relay.receive(line("pushed"))
         await next_batch(viewer)
 
-        # A line not pushed yet is left to the next batch, so none comes twice.
+        # What was not pushed yet is left to the next batch, so none comes twice.
+        quiet_relay.receive(relay.frame("status", "stopping"))
         quiet_relay.receive(line("pending"))
         batch, messages = relay.console_so_far("batches")
-        frames = frames_of(messages)
         assert batch == 1
-        assert frames[-1] == json.loads(line("pushed"))
+        assert frames_of(messages) == [
+            {"event": "relay", "args": ["connected"]},
+            {"event": "status", "args": ["running"]},
+            {"event": "console output", "args": ["pushed"]},
+        ]
         assert (await next_batch(viewer))["batch"] == 2
