@@ -18,11 +18,7 @@ from tests.e2e.test_console_flow import (  # noqa: F401  (fixtures)
     setup,
 )
 
-# running_daemon gives the node's SFTP port to the test database too.
-pytestmark = [
-    pytest.mark.usefixtures("daemon_on_loopback"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = pytest.mark.usefixtures("daemon_on_loopback")
 
 ANSWERED = re.compile(r"^answered \d+ s ago$")
 
