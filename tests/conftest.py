@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from locations.models import Location
+from nodes.daemon import Daemon, DaemonError
 from nodes.models import MB_PER_GB, Node
 
 PASSWORD = "correct horse battery staple"
@@ -137,6 +138,21 @@ def running_daemon(node: Node, data_dir: Path, panel_url: str) -> Iterator[None]
         yield
     finally:
         stop(process)
+
+
+def install_on_daemon(node: Node, config: dict) -> Daemon:
+    """Create and install a server on the node's daemon, as the panel would.
+
+    A daemon that boots adopts the panel's servers, so the server may be there
+    already; the install then runs on what it adopted.
+    """
+    daemon = Daemon(node)
+    try:
+        daemon.create_server(config)
+    except DaemonError as e:
+        assert e.category == "conflict", e
+    daemon.install(config["id"])
+    return daemon
 
 
 def stop(process: subprocess.Popen, seconds: float = 15) -> None:

@@ -21,10 +21,16 @@ from django.conf import settings as django_settings
 from django.core import serializers
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 
-from nodes.daemon import Daemon, DaemonError
 from nodes.models import Node
-from tests.conftest import PASSWORD, ROOT, free_port, running_daemon, stop
-from tests.e2e.conftest import TIMEOUT_MS
+from tests.conftest import (
+    PASSWORD,
+    ROOT,
+    free_port,
+    install_on_daemon,
+    running_daemon,
+    stop,
+)
+from tests.e2e.conftest import TIMEOUT_MS, start_daphne
 from tests.stellarpanel.test_asgi import panel_env, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("daemon_on_loopback")
@@ -128,16 +134,7 @@ def panel(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "daphne.log"
-    env = panel_environment | {"PANEL_URL": url}
-    daphne = [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*daphne, str(port), "stellarpanel.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_daphne(panel_environment | {"PANEL_URL": url}, port, log)
     try:
         wait_until_serving(process, url, log)
         yield Panel(url, tmp_path / "db.sqlite3", log)
@@ -170,13 +167,7 @@ def test_it_runs_a_server_from_its_console(
     page: Page, panel: Panel, setup: Setup, tmp_path: Path, artifacts: Path
 ) -> None:
     with running_daemon(setup.node, tmp_path / "daemon", panel.url):
-        daemon = Daemon(setup.node)
-        try:
-            daemon.create_server(setup.config)
-        except DaemonError as e:
-            # The daemon may have adopted it from the panel's list as it booted.
-            assert e.category == "conflict", e
-        daemon.install(setup.server)
+        install_on_daemon(setup.node, setup.config)
         # The daemon reports the install; the heartbeat finds the node online.
         panel.wait_for(lambda: panel.server_status(setup.server) == "offline")
         panel.wait_for(lambda: panel.node_status(setup.node.pk) == "online")

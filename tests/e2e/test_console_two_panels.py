@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from nodes.daemon import Daemon, DaemonError
-from tests.conftest import ROOT, free_port, running_daemon, stop
+from tests.conftest import ROOT, free_port, install_on_daemon, running_daemon, stop
+from tests.e2e.conftest import start_daphne
 from tests.e2e.test_console_flow import (  # noqa: F401  (fixtures)
     Panel,
     Setup,
@@ -55,16 +55,7 @@ def panels(
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             log = tmp_path / f"daphne-{name}.log"
-            env = redis_environment | {"PANEL_URL": url}
-            with log.open("wb") as output:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "--bind", "127.0.0.1"]
-                    + ["--port", str(port), "stellarpanel.asgi:application"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
+            process = start_daphne(redis_environment | {"PANEL_URL": url}, port, log)
             started.append((process, Panel(url, tmp_path / "db.sqlite3", log)))
         for process, panel in started:
             wait_until_serving(process, panel.url, panel.log)
@@ -144,12 +135,7 @@ def test_it_gives_each_viewer_each_line_once_across_panel_processes(
     tmp_path: Path,
 ) -> None:
     with running_daemon(setup.node, tmp_path / "daemon", panels[0].url):
-        daemon = Daemon(setup.node)
-        try:
-            daemon.create_server(setup.config)
-        except DaemonError as e:
-            assert e.category == "conflict", e  # adopted at boot already
-        daemon.install(setup.server)
+        daemon = install_on_daemon(setup.node, setup.config)
         panels[0].wait_for(lambda: panels[0].server_status(setup.server) == "offline")
         seen = asyncio.run(watch(panels, setup.server, session_key(redis_environment)))
         daemon.power(setup.server, "kill")

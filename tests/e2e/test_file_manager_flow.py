@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from nodes.daemon import Daemon, DaemonError
-from tests.conftest import running_daemon
+from tests.conftest import install_on_daemon, running_daemon
 
 # The panel under Daphne, its database and the personas, as the console flow has
 # them.
@@ -21,12 +20,7 @@ from tests.e2e.test_console_flow import (  # noqa: F401
     setup,
 )
 
-# The panel keeps a database of its own; running_daemon writes the node's SFTP
-# port to the test's.
-pytestmark = [
-    pytest.mark.usefixtures("daemon_on_loopback"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = pytest.mark.usefixtures("daemon_on_loopback")
 
 
 def test_it_uploads_edits_renames_downloads_and_deletes_a_file(
@@ -37,13 +31,7 @@ def test_it_uploads_edits_renames_downloads_and_deletes_a_file(
     artifacts: Path,
 ) -> None:
     with running_daemon(setup.node, tmp_path / "daemon", panel.url):
-        daemon = Daemon(setup.node)
-        try:
-            daemon.create_server(setup.config)
-        except DaemonError as e:
-            # The daemon may have adopted it from the panel's list as it booted.
-            assert e.category == "conflict", e
-        daemon.install(setup.server)
+        install_on_daemon(setup.node, setup.config)
         panel.wait_for(lambda: panel.server_status(setup.server) == "offline")
         root = tmp_path / "daemon" / "servers" / setup.server
         work_on_files(page, setup.server, root, artifacts)

@@ -23,7 +23,7 @@ from cryptography.fernet import Fernet
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import PASSWORD, ROOT, free_port, stop
-from tests.e2e.conftest import TIMEOUT_MS
+from tests.e2e.conftest import TIMEOUT_MS, start_daphne
 from tests.stellarpanel.test_asgi import panel_env, wait_until_serving
 
 README_SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -81,15 +81,7 @@ def panel(tmp_path: Path) -> Iterator[Panel]:
     manage(env, "shell", "-c", OWNER.format(password=PASSWORD))
 
     log = tmp_path / "daphne.log"
-    daphne = [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*daphne, str(port), "stellarpanel.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_daphne(env, port, log)
     try:
         wait_until_serving(process, url, log)
         yield Panel(url, tmp_path / "db.sqlite3", log)

@@ -19,10 +19,9 @@ from django.db import connections
 from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
-from nodes.daemon import Daemon, DaemonError
 from nodes.models import Node
 from servers.models import Server, SftpLogin
-from tests.conftest import PASSWORD, make_user, running_daemon
+from tests.conftest import PASSWORD, install_on_daemon, make_user, running_daemon
 from tests.servers.conftest import daemon_state, make_server, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,13 +56,8 @@ def server(sftp_node: SftpNode, owner: User) -> Server:
 
 
 def install(node: Node, server: Server) -> None:
-    """Install the server on its daemon, which may have adopted it already."""
-    daemon = Daemon(node)
-    try:
-        daemon.create_server(server.daemon_config())
-    except DaemonError as e:
-        assert e.category == "conflict", e
-    daemon.install(server.public_id)
+    """Install the server on its daemon and wait until the live panel knows it."""
+    install_on_daemon(node, server.daemon_config())
     wait_for(lambda: daemon_state(node, server) == "offline")
     # The daemon has told the live panel so: the server is no longer installing.
     wait_for(lambda: Server.objects.get(pk=server.pk).status == "offline")
