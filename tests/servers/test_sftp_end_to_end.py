@@ -21,7 +21,14 @@ from pytest_django.live_server_helper import LiveServer
 
 from nodes.models import Node
 from servers.models import Server, SftpLogin
-from tests.conftest import PASSWORD, install_on_daemon, make_user, running_daemon
+from tests.conftest import (
+    PASSWORD,
+    free_port,
+    install_on_daemon,
+    make_node,
+    make_user,
+    running_daemon,
+)
 from tests.servers.conftest import daemon_state, make_server, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -195,6 +202,29 @@ def test_refusals_reach_the_client_and_the_log(
     ]
     stored = str(list(SftpLogin.objects.values()))
     assert "nope" not in stored and "wrong'" not in stored
+
+
+def test_a_server_is_closed_through_another_nodes_daemon(
+    sftp_node: SftpNode,
+    server: Server,
+    owner: User,
+    location,
+    tmp_path: Path,
+    live_server: LiveServer,
+) -> None:
+    other = make_node(
+        "other", location=location, host="127.0.0.1", port=free_port(), protocol="HTTP"
+    )
+    with running_daemon(other, tmp_path / "other", live_server.url):
+        other.save(update_fields=["sftp_port"])
+
+        assert not can_log_in(other, f"{server.public_id}.{owner.email}")
+
+    entry = SftpLogin.objects.first()
+    assert entry.node_name == "other"
+    assert entry.reason == f"the server runs on node {sftp_node.node.name}"
+    # Through its own node, the same login works.
+    assert can_log_in(sftp_node.node, f"{server.public_id}.{owner.email}")
 
 
 def test_an_admin_and_a_dotted_address_get_in(
