@@ -122,15 +122,18 @@ def openssh(
 def can_log_in(node: Node, username: str, password: str = PASSWORD) -> bool:
     async def attempt() -> bool:
         try:
-            async with asyncssh.connect(
-                "127.0.0.1",
-                node.sftp_port,
-                username=username,
-                password=password,
-                known_hosts=None,
-                client_keys=None,
-                preferred_auth="password",
-            ) as connection, connection.start_sftp_client() as sftp:
+            async with (
+                asyncssh.connect(
+                    "127.0.0.1",
+                    node.sftp_port,
+                    username=username,
+                    password=password,
+                    known_hosts=None,
+                    client_keys=None,
+                    preferred_auth="password",
+                ) as connection,
+                connection.start_sftp_client() as sftp,
+            ):
                 await sftp.listdir(".")
             return True
         except asyncssh.PermissionDenied:
@@ -268,15 +271,18 @@ def test_a_session_ends_when_the_server_is_deleted(
         connections.close_all()
 
     async def session_outlives_delete() -> bool:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            node.sftp_port,
-            username=f"{server.public_id}.{owner.email}",
-            password=PASSWORD,
-            known_hosts=None,
-            client_keys=None,
-            preferred_auth="password",
-        ) as connection, connection.start_sftp_client() as sftp:
+        async with (
+            asyncssh.connect(
+                "127.0.0.1",
+                node.sftp_port,
+                username=f"{server.public_id}.{owner.email}",
+                password=PASSWORD,
+                known_hosts=None,
+                client_keys=None,
+                preferred_auth="password",
+            ) as connection,
+            connection.start_sftp_client() as sftp,
+        ):
             await sftp.listdir(".")
             await asyncio.to_thread(delete)
             try:
@@ -294,9 +300,7 @@ def test_a_session_ends_when_the_server_is_deleted(
 
 def test_the_host_key_is_kept_private(sftp_node: SftpNode, server: Server) -> None:
     keys = [
-        key
-        for key in sftp_node.data_dir.glob("*host*key*")
-        if key.suffix != ".pub"
+        key for key in sftp_node.data_dir.glob("*host*key*") if key.suffix != ".pub"
     ]
     assert keys, "the daemon keeps its host key under its data directory"
     assert all(stat.S_IMODE(key.stat().st_mode) & 0o077 == 0 for key in keys)

@@ -91,9 +91,7 @@ class TestLoginLog:
         assert "wrong password" in page
         assert "badge-sftp-refused" in page
 
-    def test_it_filters_by_result_server_and_search(
-        self, admin_client: Client
-    ) -> None:
+    def test_it_filters_by_result_server_and_search(self, admin_client: Client) -> None:
         log("granted", ip="198.51.100.1")
         log("throttled", ip="198.51.100.2", server_public_id="zzzzzzzzzz")
         log("refused", ip="198.51.100.3", node_name="beta")
