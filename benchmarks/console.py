@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ class Clients:
     headers: dict[str, str]
     origin: str | None  # the panel's; its sockets wait for the relay to connect
     count: int
+    deflated: bool = False  # asks for raw-deflated batches, as the browser does
 
 
 @dataclass
@@ -194,11 +196,17 @@ class Socket:
                     if {"event": "relay", "args": ["connected"]} in frames:
                         return
 
-    async def read_flood(self, run: str, lines: int, deadline: float) -> Arrived:
-        """Chunks until the run's last line, the deadline or an idle spell."""
+    async def read_flood(
+        self, run: str, lines: int, deadline: float, deflated: bool
+    ) -> Arrived:
+        """Chunks until the run's last line, the deadline or an idle spell.
+
+        Deflated, only the last whole message of each chunk is inflated, to see
+        whether it holds the last line; the rest waits for the tally.
+        """
         arrived = Arrived([(time.time_ns(), self.buffer)])
         last = f"{PREFIX} {run} {lines - 1} ".encode()
-        tail = b""
+        tail = pending = b""
         while True:
             left = min(deadline - time.monotonic(), IDLE_S)
             if left <= 0:
@@ -211,7 +219,11 @@ class Socket:
                 arrived.closed = "closed by the server"
                 break
             arrived.chunks.append((time.time_ns(), data))
-            if last in data or last in tail + data[: len(last)]:
+            if deflated:
+                messages, pending = split_frames(pending + data)
+                if messages and last in payload(*messages[-1]):
+                    break
+            elif last in data or last in tail + data[: len(last)]:
                 break
             tail = data[-len(last) :]
         return arrived
@@ -220,9 +232,9 @@ class Socket:
         self.writer.close()
 
 
-def take_frames(data: bytes) -> tuple[list[str], bytes]:
-    """The text messages whole in `data`, and the bytes of the next, unmasked."""
-    messages: list[str] = []
+def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The messages whole in `data` (opcode, payload), and the bytes of the next."""
+    messages: list[tuple[int, bytes]] = []
     at = 0
     while len(data) - at >= 2:
         opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
@@ -233,10 +245,24 @@ def take_frames(data: bytes) -> tuple[list[str], bytes]:
             length, start = int.from_bytes(data[start : start + 8]), start + 8
         if len(data) < start + length:
             break
-        if opcode == 1:
-            messages.append(data[start : start + length].decode())
+        messages.append((opcode, data[start : start + length]))
         at = start + length
     return messages, data[at:]
+
+
+def payload(opcode: int, data: bytes) -> bytes:
+    """A message's text as bytes: binary messages are raw-deflated text."""
+    if opcode == 2:
+        inflater = zlib.decompressobj(-15)
+        return inflater.decompress(data) + inflater.flush()
+    return data
+
+
+def take_frames(data: bytes) -> tuple[list[str], bytes]:
+    """The text of the messages whole in `data`, and the bytes of the next."""
+    messages, rest = split_frames(data)
+    texts = [payload(*m).decode() for m in messages if m[0] in (1, 2)]
+    return texts, rest
 
 
 def tally(arrived: Arrived, run: str, lines: int) -> Received:
@@ -288,7 +314,7 @@ def watch_flood(
         await asyncio.to_thread(conn.recv)  # the server is starting
         deadline = time.monotonic() + seconds
         arrived = await asyncio.gather(
-            *(s.read_flood(run, lines, deadline) for s in sockets)
+            *(s.read_flood(run, lines, deadline, clients.deflated) for s in sockets)
         )
         for s in sockets:
             s.close()
@@ -324,10 +350,11 @@ async def measure(panel: Panel, viewers: int, lines: int, small: bool) -> Round:
     groups = [
         Clients(url, headers, None, 1),
         Clients(
-            f"ws://{host}/ws/servers/{panel.server}/",
+            f"ws://{host}/ws/servers/{panel.server}/?batches=deflate-raw",
             {"Cookie": panel.cookie},
             panel.url,
             viewers,
+            deflated=True,
         ),
     ]
     pipes, processes = [], []

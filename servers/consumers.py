@@ -7,7 +7,9 @@ browser gets `status` (the panel's last known state) on connect and the console
 so far, then what the daemon sends through this process's relay (servers.relay),
 and `relay` ["connected"] / ["reconnecting"] as the daemon comes and goes. A
 viewer that missed batches of the relay gets `relay` ["behind", n], then the
-console so far again, and carries on from there. It may send `send command`, `set
+console so far again, and carries on from there. A viewer that connects with
+`?batches=deflate-raw` gets the relay's batches as binary messages that inflate
+to the same text. It may send `send command`, `set
 state`, `send logs` and `send stats`. Each of those is checked afresh against the
 database; a refusal, an oversized or malformed frame, and too many frames a second
 are each answered with `error` [message], and the socket stays open.
@@ -16,6 +18,7 @@ are each answered with `error` [message], and the socket stays open.
 import json
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -31,6 +34,9 @@ RATE_PER_S = 10
 BURST = 20
 # Closes a socket whose user may no longer see the server.
 REFUSED = 4403
+# `?batches=deflate-raw`: the relay's batches come as binary messages, raw
+# deflate (RFC 1951) of what would otherwise come as text.
+DEFLATED_BATCHES = "deflate-raw"
 
 
 class TokenBucket:
@@ -67,6 +73,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
         self.bucket = TokenBucket(RATE_PER_S, BURST)
         self.batch = 0  # the relay's last batch this viewer has
+        self.deflated = DEFLATED_BATCHES in parse_qs(
+            self.scope.get("query_string", b"").decode("latin-1")
+        ).get("batches", [])
         for group in self.groups_of_server:
             await self.channel_layer.group_add(group, self.channel_name)
         relay.join(self.public_id)
@@ -182,8 +191,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.catch_up()
             return
         self.batch = batch
-        for text in message["texts"]:
-            await self.send(text_data=text)
+        for data in message["deflated" if self.deflated else "texts"]:
+            if isinstance(data, bytes):
+                await self.send(bytes_data=data)
+            else:
+                await self.send(text_data=data)
 
     async def console_frames(self, message: dict[str, Any]) -> None:
         for text in relay.pack(message["frames"]):

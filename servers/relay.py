@@ -17,8 +17,10 @@ viewer go to the relay of the process the viewer is connected to.
 Frames are pushed in batches: at most one every FLUSH_S, each encoded once, as
 WebSocket messages of at most MAX_FRAME (a JSON array when it holds several
 frames), and numbered, so a viewer knows which batch its catch-up ends with and
-which ones it missed. A quiet console goes out at once; a flood goes out in
-fewer, larger messages, which is what keeps a hundred viewers cheap.
+which ones it missed. Each batch also goes raw-deflated, compressed once, for the
+viewers that asked for it (the browser does). A quiet console goes out at once; a
+flood goes out in fewer, larger, smaller-on-the-wire messages, which is what keeps
+a hundred viewers cheap.
 
 NB: a viewer whose channel on the layer overflows (the layer's capacity, in
 batches) loses those batches; it sees the gap in the numbers and catches up from
@@ -34,6 +36,7 @@ import asyncio
 import json
 import logging
 import secrets
+import zlib
 from collections import deque
 from typing import Any
 
@@ -56,6 +59,10 @@ MAX_FRAME = 64 * 1024
 KEPT_LINES = 500
 # The longest a frame waits for others to share its batch with.
 FLUSH_S = 0.015
+# Viewers that ask for deflated batches get messages of up to this much JSON,
+# compressed once for all of them; console text shrinks five to fifteen times.
+DEFLATE_INPUT = 1024 * 1024
+DEFLATE_LEVEL = 1
 DAEMON_EVENTS = frozenset(
     {
         "console output",
@@ -90,19 +97,42 @@ def frame(event: str, *args: Any) -> str:
 
 def pack(frames: list[str]) -> list[str]:
     """The frames, in order, as WebSocket messages of at most MAX_FRAME bytes."""
-    messages: list[str] = []
-    batch: list[str] = []
+    return [_message(part) for part in _parts(frames, MAX_FRAME)]
+
+
+def deflate(frames: list[str]) -> list[bytes | str]:
+    """The frames, in order, as raw-deflated messages of at most MAX_FRAME bytes.
+
+    Each message inflates to what pack() would send as text: one frame or a JSON
+    array of them. A part that deflate cannot bring under MAX_FRAME goes as text.
+    """
+    messages: list[bytes | str] = []
+    for part in _parts(frames, DEFLATE_INPUT):
+        compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        text = _message(part).encode()
+        data = compressor.compress(text) + compressor.flush()
+        if len(data) <= MAX_FRAME:
+            messages.append(data)
+        else:
+            messages.extend(pack(part))
+    return messages
+
+
+def _parts(frames: list[str], limit: int) -> list[list[str]]:
+    """The frames in runs whose message would take at most `limit` bytes."""
+    parts: list[list[str]] = []
+    part: list[str] = []
     size = 2
     for text in frames:
         length = len(text) if text.isascii() else len(text.encode())
-        if batch and size + length + 1 > MAX_FRAME:
-            messages.append(_message(batch))
-            batch, size = [], 2
-        batch.append(text)
+        if part and size + length + 1 > limit:
+            parts.append(part)
+            part, size = [], 2
+        part.append(text)
         size += length + 1
-    if batch:
-        messages.append(_message(batch))
-    return messages
+    if part:
+        parts.append(part)
+    return parts
 
 
 def _message(frames: list[str]) -> str:
@@ -208,9 +238,14 @@ class Relay:
             self.pending_lines.clear()
             self.status = self.pending_status or self.status
             self.pending_status = None
-            message = {"type": "console.batch", "batch": self.batch}
+            message = {
+                "type": "console.batch",
+                "batch": self.batch,
+                "texts": pack(frames),
+                "deflated": deflate(frames),
+            }
             try:
-                await layer.group_send(self.group, message | {"texts": pack(frames)})
+                await layer.group_send(self.group, message)
             except Exception:
                 logger.exception("lost %d frames of %s", len(frames), self.public_id)
 

@@ -328,6 +328,7 @@
   showConnection();
   socket = window.liveSocket(root.dataset.socket, {
     maxWaitMs: BACKOFF_MAX_MS,
+    deflated: true,
     onOpen() {
       live = true;
       relayUp = true;

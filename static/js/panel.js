@@ -21,37 +21,71 @@ document.addEventListener("click", async (event) => {
 
 // A WebSocket to the panel for a live page: it reconnects with a growing, jittered
 // wait, hands on each frame (a message holds one frame or an array of them), and
-// leaves no socket or timer behind when the page goes.
-window.liveSocket = (path, { onOpen, onFrame, onClose, maxWaitMs }) => {
+// leaves no socket or timer behind when the page goes. With `deflated`, and where
+// the browser can inflate, the panel sends busy output as raw-deflated binary
+// messages; they are inflated in order with the text ones.
+window.liveSocket = (path, { onOpen, onFrame, onClose, maxWaitMs, deflated }) => {
   const START_MS = 1000;
+  const inflating = Boolean(deflated) && "DecompressionStream" in window;
+  const url = inflating
+    ? path + (path.includes("?") ? "&" : "?") + "batches=deflate-raw"
+    : path;
   let socket = null;
   let leaving = false;
   let attempts = 0;
   let timer = null;
+  let connections = 0;
+
+  function handle(text) {
+    let data;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      return;
+    }
+    for (const frame of Array.isArray(data) ? data : [data]) {
+      if (frame && typeof frame.event === "string") {
+        onFrame(frame.event, Array.isArray(frame.args) ? frame.args : []);
+      }
+    }
+  }
+
+  function inflate(buffer) {
+    const stream = new Blob([buffer]).stream()
+      .pipeThrough(new DecompressionStream("deflate-raw"));
+    return new Response(stream).text();
+  }
 
   function connect() {
     clearTimeout(timer);
     timer = null;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(scheme + "//" + location.host + path);
-    socket.addEventListener("open", () => {
+    const current = new WebSocket(scheme + "//" + location.host + url);
+    const number = ++connections;
+    socket = current;
+    current.binaryType = "arraybuffer";
+    // Inflating is asynchronous: every message waits for the one before it, and
+    // none from a socket that has since been replaced is handed on.
+    let queue = Promise.resolve();
+    current.addEventListener("open", () => {
       attempts = 0;
       onOpen();
     });
-    socket.addEventListener("message", (event) => {
-      let data;
-      try {
-        data = JSON.parse(event.data);
-      } catch {
+    current.addEventListener("message", (event) => {
+      if (!inflating) {
+        handle(event.data);
         return;
       }
-      for (const frame of Array.isArray(data) ? data : [data]) {
-        if (frame && typeof frame.event === "string") {
-          onFrame(frame.event, Array.isArray(frame.args) ? frame.args : []);
-        }
-      }
+      const text = typeof event.data === "string"
+        ? Promise.resolve(event.data)
+        : inflate(event.data);
+      queue = queue
+        .then(() => text)
+        .then((data) => { if (connections === number) handle(data); })
+        .catch(() => {});
     });
-    socket.addEventListener("close", () => {
+    current.addEventListener("close", () => {
+      if (socket !== current) return;
       socket = null;
       if (!leaving) attempts += 1;
       onClose();

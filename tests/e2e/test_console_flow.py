@@ -22,6 +22,7 @@ from django.core import serializers
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 
 from nodes.models import Node
+from servers import relay
 from tests.conftest import (
     PASSWORD,
     ROOT,
@@ -225,7 +226,9 @@ def test_it_colours_escapes_and_bounds_what_the_daemon_prints(
 ) -> None:
     # The socket is played by the test: each frame is exactly what it says.
     sockets: list[WebSocketRoute] = []
-    page.route_web_socket(f"**/ws/servers/{setup.server}/", lambda s: sockets.append(s))
+    page.route_web_socket(
+        lambda url: f"/ws/servers/{setup.server}/" in url, lambda s: sockets.append(s)
+    )
     log_in(page, "bob")
     page.goto(f"/servers/{setup.server}/")
     expect(page.locator("[data-console-connection]")).to_have_text("Live")
@@ -249,6 +252,20 @@ def test_it_colours_escapes_and_bounds_what_the_daemon_prints(
     say("error", "The server is offline; it cannot stop now.")
     expect(output.locator(".console-install")).to_have_text("Fetching files")
     expect(output.locator(".console-error")).to_contain_text("cannot stop now")
+
+    # Busy output comes raw-deflated, and is shown in order with what follows it.
+    assert socket.url.endswith("?batches=deflate-raw")
+    batch = [relay.frame("console output", f"deflated {i}") for i in range(3)]
+    (deflated,) = relay.deflate(batch)
+    socket.send(deflated)
+    say("console output", "after the deflated")
+    expect(output.locator(".console-line").last).to_have_text("after the deflated")
+    assert output.locator(".console-line").all_inner_texts()[-4:] == [
+        "deflated 0",
+        "deflated 1",
+        "deflated 2",
+        "after the deflated",
+    ]
 
     # The scrollback keeps the last 1,000 lines, and follows the tail.
     for start in range(0, 1200, 200):

@@ -3,6 +3,7 @@
 import importlib
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -46,14 +47,13 @@ async def viewer(application: Any) -> AsyncIterator[Viewer]:
     opened: list[WebsocketCommunicator] = []
 
     def open_console(
-        server: Server, cookie: bytes, origin: bytes = ORIGIN
+        server: Server, cookie: bytes, origin: bytes = ORIGIN, query: str = ""
     ) -> WebsocketCommunicator:
         headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
         if cookie:
             headers.append((b"cookie", cookie))
-        communicator = WebsocketCommunicator(
-            application, f"/ws/servers/{server.public_id}/", headers=headers
-        )
+        path = f"/ws/servers/{server.public_id}/" + (f"?{query}" if query else "")
+        communicator = WebsocketCommunicator(application, path, headers=headers)
         opened.append(communicator)
         return communicator
 
@@ -86,12 +86,21 @@ _unread: dict[int, list[dict]] = {}
 
 
 async def next_frame(communicator: WebsocketCommunicator, timeout: float) -> dict:
-    """The next frame, whether it came alone or in an array with others."""
+    """The next frame, whether it came alone or in an array with others, as text
+    or raw-deflated."""
     unread = _unread.setdefault(id(communicator), [])
     if not unread:
-        message = json.loads(await communicator.receive_from(timeout=timeout))
+        data = await communicator.receive_from(timeout=timeout)
+        if isinstance(data, bytes):
+            data = inflate(data)
+        message = json.loads(data)
         unread.extend(message if isinstance(message, list) else [message])
     return unread.pop(0)
+
+
+def inflate(data: bytes) -> str:
+    inflater = zlib.decompressobj(-15)
+    return (inflater.decompress(data) + inflater.flush()).decode()
 
 
 def event(name: str, *args: Any) -> Callable[[dict], bool]:

@@ -1,5 +1,7 @@
 import asyncio
 import json
+import secrets
+import zlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -32,6 +34,12 @@ def frames_of(messages: list[str]) -> list[dict]:
     return [f for m in loaded for f in (m if isinstance(m, list) else [m])]
 
 
+def inflate(message: bytes | str) -> str:
+    assert isinstance(message, bytes)
+    inflater = zlib.decompressobj(-15)
+    return (inflater.decompress(message) + inflater.flush()).decode()
+
+
 async def next_batch(channel: str, timeout: float = 2) -> dict:
     return await asyncio.wait_for(get_channel_layer().receive(channel), timeout)
 
@@ -50,6 +58,32 @@ class TestConsoleBatches:
     def test_it_sends_a_lone_frame_as_it_is(self) -> None:
         frame = relay.frame("status", "running")
         assert relay.pack([frame]) == [frame]
+
+    def test_it_deflates_a_flood_into_fewer_smaller_messages(self) -> None:
+        frames = [
+            line(f"[12:00:00 INFO]: tick {i} " + "é" * (i % 90)) for i in range(30000)
+        ]
+        texts = relay.pack(frames)
+        deflated = relay.deflate(frames)
+
+        # The same frames in the same order, far fewer bytes on the wire.
+        assert frames_of([inflate(m) for m in deflated]) == frames_of(texts)
+        assert len(deflated) < len(texts)
+        assert all(len(m) <= relay.MAX_FRAME for m in deflated)
+        assert sum(map(len, deflated)) * 5 < sum(len(t.encode()) for t in texts)
+
+    def test_it_sends_as_text_what_deflate_cannot_shrink_enough(self) -> None:
+        noise = [line(secrets.token_urlsafe(3000)) for _ in range(400)]
+        messages = relay.deflate([line("first"), *noise])
+
+        # Random text shrinks too little to fit a message: it goes as text.
+        assert any(isinstance(m, str) for m in messages)
+        restored = [m if isinstance(m, str) else inflate(m) for m in messages]
+        assert frames_of(restored) == frames_of(relay.pack([line("first"), *noise]))
+        assert all(
+            len(m if isinstance(m, bytes) else m.encode()) <= relay.MAX_FRAME
+            for m in messages
+        )
 
     @pytest.mark.asyncio
     async def test_it_pushes_frames_that_come_together_as_one_numbered_batch(
@@ -71,6 +105,9 @@ class TestConsoleBatches:
         assert 1 < len(second["texts"]) < 10
         lines = [f["args"][0] for f in frames_of(second["texts"])]
         assert lines == [f"flood {n} " + "x" * 100 for n in range(1000)]
+        # Deflated once for the viewers that asked for it, too.
+        inflated = [inflate(m) for m in second["deflated"]]
+        assert frames_of(inflated) == frames_of(second["texts"])
 
     @pytest.mark.asyncio
     async def test_it_catches_a_viewer_up_to_the_last_batch_pushed(

@@ -20,6 +20,7 @@ from tests.servers.conftest import (
     Viewer,
     event,
     frames_until,
+    inflate,
     install,
     make_server,
     session_cookie,
@@ -196,6 +197,26 @@ class TestConsoleConsumer:
         for console in (first, second):
             await frames_until(console, event("console output", "to everyone"))
         assert relay.upstream_count(running_server.public_id) == 1
+
+    async def test_it_deflates_batches_for_a_viewer_that_asks(
+        self, viewer: Viewer, running_server: Server, owner: User
+    ) -> None:
+        cookie = await cookie_of(owner)
+        plain = viewer(running_server, cookie)
+        deflated = viewer(running_server, cookie, query="batches=deflate-raw")
+        for console in (plain, deflated):
+            assert (await console.connect(timeout=5))[0]
+            await frames_until(console, event("console output", "Done!"))
+
+        await plain.send_json_to(frame("send command", "say squeezed"))
+        # The same line reaches both: as text to one, raw-deflated to the other.
+        for console, kind in ((plain, str), (deflated, bytes)):
+            while True:
+                message = await console.receive_from(timeout=10)
+                text = inflate(message) if isinstance(message, bytes) else message
+                if "[Server] squeezed" in text:
+                    break
+            assert isinstance(message, kind)
 
     async def test_it_catches_up_a_viewer_that_missed_batches(
         self, viewer: Viewer, running_server: Server, owner: User
