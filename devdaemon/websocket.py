@@ -1,7 +1,8 @@
 """GET /api/servers/{id}/ws: a server's events out, the panel's requests in.
 
-Frames are JSON text, `{"event": ..., "args": [...]}`, at most 64 KiB. A frame the
-daemon cannot act on is answered with a `daemon error` frame; the socket stays open.
+Frames are JSON text, `{"event": ..., "args": [...]}`, at most 64 KiB. A new socket
+first gets the server's `status`. A frame the daemon cannot act on is answered with
+a `daemon error` frame; the socket stays open.
 """
 
 import asyncio
@@ -74,6 +75,7 @@ async def watch(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     socket = Socket(ws, server.id)
     server.watchers.add(socket)
+    socket.offer(frame("status", server.state))
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
