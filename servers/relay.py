@@ -6,8 +6,8 @@ WebSocket to its daemon (see PROTOCOL.md) and pushes every frame it receives to
 the process's viewers of the server, through the channel layer. Commands of a
 viewer go to the relay of the process the viewer is connected to.
 
-    join(public_id)            a viewer came: start the relay if need be
-    leave(public_id)           a viewer went: the last one closes it after LINGER_S
+    join(public_id, deflated)  a viewer came: start the relay if need be
+    leave(public_id, deflated) a viewer went: the last one closes it after LINGER_S
     send(public_id, frame)     a frame for the daemon; RelayDown while disconnected
     console_so_far(public_id)  the batch number and the messages that bring a
                                viewer up to date as of that batch
@@ -17,10 +17,11 @@ viewer go to the relay of the process the viewer is connected to.
 Frames are pushed in batches: at most one every FLUSH_S, each encoded once, as
 WebSocket messages of at most MAX_FRAME (a JSON array when it holds several
 frames), and numbered, so a viewer knows which batch its catch-up ends with and
-which ones it missed. Each batch also goes raw-deflated, compressed once, for the
-viewers that asked for it (the browser does). A quiet console goes out at once; a
-flood goes out in fewer, larger, smaller-on-the-wire messages, which is what keeps
-a hundred viewers cheap.
+which ones it missed. A batch goes raw-deflated, compressed once, to the viewers
+that asked for it (the browser does), and as text to the others; it is encoded
+only the ways its viewers want. A quiet console goes out at once; a flood goes
+out in fewer, larger, smaller-on-the-wire messages, which is what keeps a hundred
+viewers cheap.
 
 NB: a viewer whose channel on the layer overflows (the layer's capacity, in
 batches) loses those batches; it sees the gap in the numbers and catches up from
@@ -28,7 +29,14 @@ the relay's copy of the console and the last status (servers.consumers). A viewe
 whose network is slower than the console goes unseen here: Daphne keeps what it
 could not send yet in memory, without bound.
 
-While the daemon cannot be reached the relay tries again, waiting from
+NB: deflate is the compression of CRIME and BREACH: someone who can put text on a
+console (a player's chat) and watch the size of a viewer's encrypted messages
+could guess other text in the same message. Batches under DEFLATE_MIN go as text,
+and only batches of several lines are compressed.
+
+When the relay (re)connects, the daemon tells it the server's state and the relay
+asks for its recent lines (`send logs`), so that its viewers start over from the
+daemon's own view. While the daemon cannot be reached the relay tries again, waiting from
 BACKOFF_START_S, doubling up to BACKOFF_MAX_S, for as long as viewers remain.
 """
 
@@ -63,6 +71,8 @@ FLUSH_S = 0.015
 # compressed once for all of them; console text shrinks five to fifteen times.
 DEFLATE_INPUT = 1024 * 1024
 DEFLATE_LEVEL = 1
+# Smaller messages gain too little from deflate to be worth inflating.
+DEFLATE_MIN = 2048
 DAEMON_EVENTS = frozenset(
     {
         "console output",
@@ -104,12 +114,16 @@ def deflate(frames: list[str]) -> list[bytes | str]:
     """The frames, in order, as raw-deflated messages of at most MAX_FRAME bytes.
 
     Each message inflates to what pack() would send as text: one frame or a JSON
-    array of them. A part that deflate cannot bring under MAX_FRAME goes as text.
+    array of them. A part under DEFLATE_MIN, or one that deflate cannot bring
+    under MAX_FRAME, goes as text.
     """
     messages: list[bytes | str] = []
     for part in _parts(frames, DEFLATE_INPUT):
-        compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
         text = _message(part).encode()
+        if len(text) < DEFLATE_MIN:
+            messages.append(text.decode())
+            continue
+        compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
         data = compressor.compress(text) + compressor.flush()
         if len(data) <= MAX_FRAME:
             messages.append(data)
@@ -145,6 +159,7 @@ class Relay:
         self.group = group_name(public_id)
         self.loop = asyncio.get_running_loop()
         self.viewers = 0
+        self.deflated_viewers = 0  # of them, those that want deflated batches
         self.upstream: aiohttp.ClientWebSocketResponse | None = None
         self.console: deque[str] = deque(maxlen=KEPT_LINES)
         self.trouble: str | None = None  # the last failure, while disconnected
@@ -205,11 +220,14 @@ class Relay:
             message = json.loads(data)
             event = message["event"]
             args = message["args"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             logger.warning("the daemon sent a frame that is not one: %.200r", data)
             return
-        if event not in DAEMON_EVENTS or not isinstance(args, list):
+        if not isinstance(event, str) or event not in DAEMON_EVENTS:
             logger.warning("the daemon sent an unknown event: %.200r", data)
+            return
+        if not isinstance(args, list):
+            logger.warning("the daemon sent a frame that is not one: %.200r", data)
             return
         if event == "console output":
             self.pending_lines.append(data)
@@ -238,12 +256,11 @@ class Relay:
             self.pending_lines.clear()
             self.status = self.pending_status or self.status
             self.pending_status = None
-            message = {
-                "type": "console.batch",
-                "batch": self.batch,
-                "texts": pack(frames),
-                "deflated": deflate(frames),
-            }
+            message: dict[str, Any] = {"type": "console.batch", "batch": self.batch}
+            if self.viewers > self.deflated_viewers:
+                message["texts"] = pack(frames)
+            if self.deflated_viewers:
+                message["deflated"] = deflate(frames)
             try:
                 await layer.group_send(self.group, message)
             except Exception:
@@ -282,22 +299,27 @@ class Relay:
         logger.info("closed the console relay of server %s", self.public_id)
 
 
-def join(public_id: str) -> None:
-    """A viewer joined the server's group: start the relay, or keep it."""
+def join(public_id: str, deflated: bool = False) -> None:
+    """A viewer joined the server's group: start the relay, or keep it.
+
+    The batches pushed from now on carry the encoding the viewer asked for.
+    """
     relay = _relays.get(public_id)
     if relay is None or relay.loop is not asyncio.get_running_loop():
         relay = _relays[public_id] = Relay(public_id)
     relay.viewers += 1
+    relay.deflated_viewers += deflated
     if relay.closing is not None:
         relay.closing.cancel()
         relay.closing = None
 
 
-def leave(public_id: str) -> None:
+def leave(public_id: str, deflated: bool = False) -> None:
     relay = _relays.get(public_id)
     if relay is None or relay.viewers == 0:
         return
     relay.viewers -= 1
+    relay.deflated_viewers = max(0, relay.deflated_viewers - deflated)
     if relay.viewers == 0:
         relay.closing = asyncio.create_task(relay.linger())
 

@@ -72,6 +72,10 @@ class TestConsoleBatches:
         assert all(len(m) <= relay.MAX_FRAME for m in deflated)
         assert sum(map(len, deflated)) * 5 < sum(len(t.encode()) for t in texts)
 
+    def test_it_sends_short_messages_as_text(self) -> None:
+        short = [line("one"), line("two")]
+        assert relay.deflate(short) == relay.pack(short)
+
     def test_it_sends_as_text_what_deflate_cannot_shrink_enough(self) -> None:
         noise = [line(secrets.token_urlsafe(3000)) for _ in range(400)]
         messages = relay.deflate([line("first"), *noise])
@@ -92,6 +96,8 @@ class TestConsoleBatches:
         layer = get_channel_layer()
         viewer = await layer.new_channel()
         await layer.group_add(quiet_relay.group, viewer)
+        # Two viewers: one takes text, the other raw-deflated batches.
+        quiet_relay.viewers, quiet_relay.deflated_viewers = 2, 1
 
         quiet_relay.receive(line("alone"))
         first = await next_batch(viewer)
@@ -105,9 +111,52 @@ class TestConsoleBatches:
         assert 1 < len(second["texts"]) < 10
         lines = [f["args"][0] for f in frames_of(second["texts"])]
         assert lines == [f"flood {n} " + "x" * 100 for n in range(1000)]
-        # Deflated once for the viewers that asked for it, too.
+        # Deflated once for the viewers that asked for it, too; a line alone is
+        # too short to be worth it.
         inflated = [inflate(m) for m in second["deflated"]]
         assert frames_of(inflated) == frames_of(second["texts"])
+        assert first["deflated"] == [line("alone")]
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        ("deflated_viewers", "encodings"),
+        [(0, {"texts"}), (1, {"deflated"}), (2, {"deflated"})],
+    )
+    async def test_it_encodes_a_batch_only_the_ways_its_viewers_want(
+        self, quiet_relay: relay.Relay, deflated_viewers: int, encodings: set[str]
+    ) -> None:
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(quiet_relay.group, viewer)
+        quiet_relay.viewers, quiet_relay.deflated_viewers = 2, deflated_viewers
+        if deflated_viewers == 1:
+            encodings = encodings | {"texts"}
+
+        quiet_relay.receive(line("counted"))
+        batch = await next_batch(viewer)
+        assert set(batch) - {"type", "batch"} == encodings
+
+    @pytest.mark.asyncio
+    async def test_it_drops_what_is_not_a_frame_and_carries_on(
+        self, quiet_relay: relay.Relay
+    ) -> None:
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(quiet_relay.group, viewer)
+        quiet_relay.viewers = 1
+
+        for junk in (
+            '{"event": ["console output"], "args": []}',
+            '{"event": "console output", "args": "no list"}',
+            "[" * 100_000,
+            '"just a string"',
+            '{"event": "format disk", "args": []}',
+        ):
+            quiet_relay.receive(junk)
+        quiet_relay.receive(line("still relayed"))
+        assert frames_of((await next_batch(viewer))["texts"]) == [
+            json.loads(line("still relayed"))
+        ]
 
     @pytest.mark.asyncio
     async def test_it_catches_a_viewer_up_to_the_last_batch_pushed(
