@@ -8,13 +8,17 @@ so far, then what the daemon sends through this process's relay (servers.relay),
 and `relay` ["connected"] / ["reconnecting"] as the daemon comes and goes. A
 viewer that missed batches of the relay gets `relay` ["behind", n], then the
 console so far again, and carries on from there. A viewer that connects with
-`?batches=deflate-raw` gets the relay's batches as binary messages that inflate
-to the same text. It may send `send command`, `set
-state`, `send logs` and `send stats`. Each of those is checked afresh against the
-database; a refusal, an oversized or malformed frame, and too many frames a second
-are each answered with `error` [message], and the socket stays open.
+`?batches=deflate-raw` gets the relay's larger batches as binary messages that
+inflate to the same text. It may send `send command`, `set state`, `send logs` and
+`send stats`. Each of those is checked afresh against the database; a refusal, an
+oversized or malformed frame, and too many frames a second are each answered with
+`error` [message], and the socket stays open. A viewer who only watches has their
+rights checked again every RECHECK_S: once they may no longer see the server (it
+was deleted or given away, they were demoted or deactivated, they logged out),
+they get `error` [message] and the socket closes.
 """
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -23,6 +27,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Exists, Q
 
 from nodes.daemon import POWER_ACTIONS
@@ -34,6 +39,10 @@ RATE_PER_S = 10
 BURST = 20
 # Closes a socket whose user may no longer see the server.
 REFUSED = 4403
+# How often the rights of a viewer who only watches are checked again.
+RECHECK_S = 15.0
+# A viewer may ask for the console so far this often; it is up to 500 lines.
+LOGS_EVERY_S = 5.0
 # `?batches=deflate-raw`: the relay's batches come as binary messages, raw
 # deflate (RFC 1951) of what would otherwise come as text.
 DEFLATED_BATCHES = "deflate-raw"
@@ -73,13 +82,15 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
         self.bucket = TokenBucket(RATE_PER_S, BURST)
         self.batch = 0  # the relay's last batch this viewer has
+        self.logs_sent = time.monotonic()  # the connection brings them
         self.deflated = DEFLATED_BATCHES in parse_qs(
             self.scope.get("query_string", b"").decode("latin-1")
         ).get("batches", [])
-        for group in self.groups_of_server:
-            await self.channel_layer.group_add(group, self.channel_name)
-        relay.join(self.public_id)
+        self.group = relay.group_name(self.public_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        relay.join(self.public_id, self.deflated)
         self.joined = True
+        self.rechecks = asyncio.create_task(self.recheck_rights())
         await self.accept()
         await self.send_event("status", server.status)
         await self.catch_up()
@@ -87,15 +98,25 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if not self.joined:
             return
-        relay.leave(self.public_id)
-        for group in self.groups_of_server:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        self.rechecks.cancel()
+        relay.leave(self.public_id, self.deflated)
+        await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    @property
-    def groups_of_server(self) -> list[str]:
-        # The relay pushes to this process's group; anything else in the panel,
-        # in any process, may push to the server's own.
-        return [f"server.{self.public_id}", relay.group_name(self.public_id)]
+    async def recheck_rights(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_S)
+            if not await self.still_allowed():
+                await self.send_event("error", "You may no longer see this server.")
+                await self.close(code=REFUSED)
+                return
+
+    async def still_allowed(self) -> bool:
+        session: SessionBase | None = self.scope.get("session")
+        if session is not None and session.session_key is not None:
+            exists = await database_sync_to_async(session.exists)(session.session_key)
+            if not exists:
+                return False  # logged out, or the session expired
+        return await _visible_server(self.user_id, self.public_id) is not None
 
     @property
     def user_id(self) -> int | None:
@@ -132,7 +153,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             raise Refused(f"A frame is at most {MAX_FRAME // 1024} KiB.")
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Refused("The frame is not JSON.") from None
         if not (
             isinstance(message, dict)
@@ -162,6 +183,13 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def send_logs(self, server: Server, args: list[Any]) -> None:
         # The console so far already comes with the connection; this answers a
         # later request, from the relay's copy, to this viewer alone.
+        wait = self.logs_sent + LOGS_EVERY_S - time.monotonic()
+        if wait > 0:
+            raise Refused(
+                f"The console so far was sent {LOGS_EVERY_S - wait:.0f} s ago; "
+                f"ask again in {wait:.0f} s."
+            )
+        self.logs_sent = time.monotonic()
         await self.catch_up()
 
     async def send_stats(self, server: Server, args: list[Any]) -> None:
@@ -190,16 +218,18 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.send_event("relay", "behind", batch - self.batch - 1)
             await self.catch_up()
             return
+        encoded = message.get("deflated" if self.deflated else "texts")
+        if encoded is None:
+            # Pushed as this viewer joined, before the relay knew how it wants
+            # its batches: the console so far has it.
+            await self.catch_up()
+            return
         self.batch = batch
-        for data in message["deflated" if self.deflated else "texts"]:
+        for data in encoded:
             if isinstance(data, bytes):
                 await self.send(bytes_data=data)
             else:
                 await self.send(text_data=data)
-
-    async def console_frames(self, message: dict[str, Any]) -> None:
-        for text in relay.pack(message["frames"]):
-            await self.send(text_data=text)
 
     async def catch_up(self) -> None:
         """The console so far, from the relay's copy, to this viewer alone."""
@@ -214,6 +244,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 def _one_string(args: list[Any], event: str) -> str:
     if len(args) != 1 or not isinstance(args[0], str):
         raise Refused(f"{event} takes one string.")
+    try:
+        args[0].encode()
+    except UnicodeEncodeError:
+        raise Refused(f"{event} takes text: the string has a lone surrogate.") from None
     return args[0]
 
 

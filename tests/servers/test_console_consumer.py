@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
 
 from nodes.models import Node
 from servers import consumers, relay
@@ -59,6 +60,17 @@ async def say(console, text: str) -> None:
 
 
 class TestConsoleConsumer:
+    """Each test runs on the in-memory channel layer and on Redis."""
+
+    @pytest.fixture(autouse=True, params=["InMemoryChannelLayer", "RedisChannelLayer"])
+    def layer(self, request: pytest.FixtureRequest, settings) -> str:
+        if request.param == "RedisChannelLayer":
+            settings.CHANNEL_LAYERS = REDIS
+        return request.param
+
+    async def test_it_runs_on_the_layer_it_says(self, layer: str) -> None:
+        assert type(get_channel_layer()).__name__ == layer
+
     async def test_it_gives_the_owner_the_status_and_recent_lines(
         self, viewer: Viewer, running_server: Server, owner: User
     ) -> None:
@@ -70,15 +82,33 @@ class TestConsoleConsumer:
         assert frame("relay", "connected") in frames
 
     async def test_it_replays_the_console_on_request(
-        self, viewer: Viewer, running_server: Server, owner: User
+        self,
+        viewer: Viewer,
+        running_server: Server,
+        owner: User,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
+        monkeypatch.setattr(consumers, "LOGS_EVERY_S", 0.2)
         console = await open_console(viewer, running_server, owner)
         await frames_until(console, event("console output", "Done!"))
         await say(console, "marker")
 
         # The boot log, printed once and already seen, comes again.
+        await asyncio.sleep(0.3)
         await console.send_json_to(frame("send logs"))
         await frames_until(console, event("console output", "Done!"))
+
+    async def test_it_limits_how_often_the_console_is_replayed(
+        self, viewer: Viewer, running_server: Server, owner: User
+    ) -> None:
+        console = await open_console(viewer, running_server, owner)
+        await frames_until(console, event("console output", "Done!"))
+
+        # The console so far came with the connection, moments ago.
+        await console.send_json_to(frame("send logs"))
+        refusal = await frames_until(console, event("error", "ask again in"))
+        assert not any(event("console output", "Done!")(f) for f in refusal)
+        await say(console, "still here")
 
     async def test_it_lets_an_admin_in(
         self, viewer: Viewer, running_server: Server, admin_user: User
@@ -152,6 +182,45 @@ class TestConsoleConsumer:
         while (await console.receive_output(timeout=5))["type"] != "websocket.close":
             pass
 
+    @pytest.mark.parametrize("change", ["demoted", "logged out", "server deleted"])
+    async def test_it_closes_on_a_viewer_who_may_no_longer_watch(
+        self,
+        viewer: Viewer,
+        running_server: Server,
+        admin_user: User,
+        monkeypatch: pytest.MonkeyPatch,
+        change: str,
+    ) -> None:
+        monkeypatch.setattr(consumers, "RECHECK_S", 0.2)
+        console = await open_console(viewer, running_server, admin_user)
+        await say(console, "watching")
+
+        # The viewer sends nothing: the rights are checked again all the same.
+        if change == "demoted":
+            await User.objects.filter(pk=admin_user.pk).aupdate(is_staff=False)
+        elif change == "logged out":
+            await Session.objects.all().adelete()
+        else:
+            await Server.objects.filter(pk=running_server.pk).adelete()
+        refusal = await frames_until(console, event("error", "no longer"))
+        assert refusal
+        output = await console.receive_output(timeout=5)
+        while output["type"] != "websocket.close":
+            output = await console.receive_output(timeout=5)
+        assert output["code"] == consumers.REFUSED
+
+    async def test_it_keeps_a_viewer_whose_rights_stand(
+        self,
+        viewer: Viewer,
+        running_server: Server,
+        owner: User,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(consumers, "RECHECK_S", 0.1)
+        console = await open_console(viewer, running_server, owner)
+        await asyncio.sleep(0.5)
+        await say(console, "still watching")
+
     async def test_it_answers_bad_frames_with_errors(
         self, viewer: Viewer, running_server: Server, owner: User
     ) -> None:
@@ -163,6 +232,8 @@ class TestConsoleConsumer:
             json.dumps({"event": "send command", "args": "say"}): "A frame is",
             json.dumps(frame("send command")): "takes one string",
             json.dumps(frame("set state", "explode")): "Choose one of",
+            "[" * 60_000: "not JSON",
+            '{"event": "send command", "args": ["say \\ud800"]}': "lone surrogate",
         }
         for text, complaint in bad.items():
             await console.send_to(text_data=text)
@@ -208,8 +279,10 @@ class TestConsoleConsumer:
             assert (await console.connect(timeout=5))[0]
             await frames_until(console, event("console output", "Done!"))
 
-        await plain.send_json_to(frame("send command", "say squeezed"))
-        # The same line reaches both: as text to one, raw-deflated to the other.
+        long = "say squeezed " + "xy" * 1500
+        await plain.send_json_to(frame("send command", long))
+        # The same long line reaches both: as text to one, raw-deflated to the
+        # other (a short one would go as text to both).
         for console, kind in ((plain, str), (deflated, bytes)):
             while True:
                 message = await console.receive_from(timeout=10)
@@ -217,6 +290,20 @@ class TestConsoleConsumer:
                 if "[Server] squeezed" in text:
                     break
             assert isinstance(message, kind)
+
+    async def test_it_replays_the_console_when_the_upstream_drops(
+        self, viewer: Viewer, running_server: Server, owner: User
+    ) -> None:
+        console = await open_console(viewer, running_server, owner)
+        await say(console, "before the drop")
+
+        # The daemon keeps running; only the relay's WebSocket to it breaks.
+        await relay._relays[running_server.public_id].upstream.close()
+        frames = await frames_until(console, event("relay", "connected"), timeout=20)
+        assert frame("relay", "reconnecting") in frames
+        # The relay asks for the recent lines again: the console goes on.
+        await frames_until(console, event("console output", "before the drop"))
+        await say(console, "after the drop")
 
     async def test_it_catches_up_a_viewer_that_missed_batches(
         self, viewer: Viewer, running_server: Server, owner: User
@@ -282,41 +369,14 @@ class TestConsoleConsumer:
 
             await _in_thread(daemon, running_daemon(local_node, data_dir, panel_url))
             await frames_until(console, event("relay", "connected"), timeout=20)
+            # The daemon tells the server's state as the relay comes back.
+            await frames_until(console, event("status", "offline"))
             # The daemon forgot its processes: start it again, and its lines flow.
             await console.send_json_to(frame("set state", "start"))
             await frames_until(console, event("console output", "Done!"), timeout=20)
             await set_status_async(server, "running")
             await console.send_json_to(frame("set state", "kill"))
             await frames_until(console, event("status", "offline"), timeout=20)
-
-
-class TestConsoleConsumerOnRedis:
-    @pytest.fixture(autouse=True)
-    def redis_layer(self, settings) -> None:
-        settings.CHANNEL_LAYERS = REDIS
-
-    async def test_it_fans_out_through_redis(
-        self, viewer: Viewer, running_server: Server, owner: User, admin_user: User
-    ) -> None:
-        assert type(get_channel_layer()).__name__ == "RedisChannelLayer"
-        first = await open_console(viewer, running_server, owner, ready=False)
-        second = await open_console(viewer, running_server, admin_user, ready=False)
-        for console in (first, second):
-            assert await console.receive_json_from(timeout=5) == frame(
-                "status", "running"
-            )
-            await frames_until(console, event("console output", "Done!"))
-
-        await second.send_json_to(frame("send command", "say through redis"))
-        for console in (first, second):
-            await frames_until(console, event("console output", "through redis"))
-        assert relay.upstream_count(running_server.public_id) == 1
-
-    async def test_it_refuses_an_outsider(
-        self, viewer: Viewer, running_server: Server, outsider: User
-    ) -> None:
-        console = viewer(running_server, await cookie_of(outsider))
-        assert await console.connect(timeout=5) == (False, consumers.REFUSED)
 
 
 @pytest.fixture
