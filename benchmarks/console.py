@@ -10,7 +10,8 @@ can, each carrying a run token, a sequence number and the time it was written
 (`time.time_ns()`), and then sleeps.
 
 For 1, 10 and 100 viewers (1 and 10 with --small) it opens that many browser-like
-WebSockets to the panel, in one process, and one straight to the daemon, signed as
+WebSockets to the panel (asking, as the browser does, for raw-deflated batches),
+in one process, and one straight to the daemon, signed as
 the panel signs its own, in another: the baseline of the same run. It then starts
 the server and reads until every client has seen the last line, or gives up. A
 client only reads its socket while it is measured, stamping each chunk of bytes
@@ -47,6 +48,7 @@ import tempfile
 import time
 import traceback
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -78,6 +80,9 @@ IDLE_S = 10.0
 ROUND_S = {False: 300.0, True: 30.0}
 START_TIMEOUT_S = 30.0
 READ_SIZE = 1024 * 1024
+# What a deflated client looks through for the last line: its newest messages,
+# the last of which may be a stats frame.
+RECENT_MESSAGES = 4
 OPEN_AT_ONCE = 10
 PREFIX = "[flood]"
 
@@ -197,16 +202,18 @@ class Socket:
                         return
 
     async def read_flood(
-        self, run: str, lines: int, deadline: float, deflated: bool
+        self, run: str, lines: int, deadline: float, done: asyncio.Event | None
     ) -> Arrived:
         """Chunks until the run's last line, the deadline or an idle spell.
 
-        Deflated, only the last whole message of each chunk is inflated, to see
-        whether it holds the last line; the rest waits for the tally.
+        A socket of raw-deflated batches (`done` given) looks for the last line
+        only once `done` is set, when the direct client has seen it: until then
+        it only splits its chunks into messages, and inflates none of them.
         """
         arrived = Arrived([(time.time_ns(), self.buffer)])
         last = f"{PREFIX} {run} {lines - 1} ".encode()
         tail = pending = b""
+        recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT_MESSAGES)
         while True:
             left = min(deadline - time.monotonic(), IDLE_S)
             if left <= 0:
@@ -219,13 +226,15 @@ class Socket:
                 arrived.closed = "closed by the server"
                 break
             arrived.chunks.append((time.time_ns(), data))
-            if deflated:
-                messages, pending = split_frames(pending + data)
-                if messages and last in payload(*messages[-1]):
+            if done is None:
+                if last in data or last in tail + data[: len(last)]:
                     break
-            elif last in data or last in tail + data[: len(last)]:
+                tail = data[-len(last) :]
+                continue
+            messages, pending = split_frames(pending + data)
+            recent.extend(messages)
+            if done.is_set() and any(last in payload(*m) for m in recent):
                 break
-            tail = data[-len(last) :]
         return arrived
 
     def close(self) -> None:
@@ -298,7 +307,10 @@ def tally(arrived: Arrived, run: str, lines: int) -> Received:
 def watch_flood(
     conn: Connection, clients: Clients, run: str, lines: int, seconds: float
 ) -> None:
-    """Clients in a process of their own: open, say ready, read the flood."""
+    """Clients in a process of their own: open, say ready, read the flood.
+
+    Deflated clients hear "done" once the direct client has the last line.
+    """
 
     async def watch() -> list[Received]:
         sockets: list[Socket] = []
@@ -313,8 +325,12 @@ def watch_flood(
         conn.send("ready")
         await asyncio.to_thread(conn.recv)  # the server is starting
         deadline = time.monotonic() + seconds
+        done = asyncio.Event() if clients.deflated else None
+        if done is not None:
+            told = asyncio.create_task(asyncio.to_thread(conn.recv))
+            told.add_done_callback(lambda _: done.set())
         arrived = await asyncio.gather(
-            *(s.read_flood(run, lines, deadline, clients.deflated) for s in sockets)
+            *(s.read_flood(run, lines, deadline, done) for s in sockets)
         )
         for s in sockets:
             s.close()
@@ -376,7 +392,10 @@ async def measure(panel: Panel, viewers: int, lines: int, small: bool) -> Round:
         await asyncio.to_thread(Daemon(panel.node).power, panel.server, "start")
         for conn in pipes:
             conn.send("go")
-        results = [await asyncio.to_thread(conn.recv) for conn in pipes]
+        direct_pipe, panel_pipe = pipes
+        results = [await asyncio.to_thread(direct_pipe.recv)]
+        panel_pipe.send("done")
+        results.append(await asyncio.to_thread(panel_pipe.recv))
         if failed := [r for r in results if isinstance(r, str)]:
             raise RuntimeError(f"the clients failed: {'; '.join(failed)}")
         (direct,), received = results
