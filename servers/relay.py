@@ -36,8 +36,9 @@ and only batches of several lines are compressed.
 
 When the relay (re)connects, the daemon tells it the server's state and the relay
 asks for its recent lines (`send logs`), so that its viewers start over from the
-daemon's own view. While the daemon cannot be reached the relay tries again, waiting from
-BACKOFF_START_S, doubling up to BACKOFF_MAX_S, for as long as viewers remain.
+daemon's own view. While the daemon cannot be reached the relay tries again,
+waiting from BACKOFF_START_S, doubling up to BACKOFF_MAX_S, for as long as viewers
+remain.
 """
 
 import asyncio
