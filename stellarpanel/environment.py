@@ -121,7 +121,7 @@ def database_from_url(name: str, url: str, base_dir: str) -> dict:
 
 def channel_layer_from_url(name: str, url: str) -> dict:
     if not url:
-        return {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+        return {"BACKEND": "stellarpanel.layers.MemoryChannelLayer"}
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix") or not (
         parts.hostname or parts.path

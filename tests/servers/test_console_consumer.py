@@ -30,6 +30,7 @@ from tests.servers.conftest import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
+MEMORY = {"default": {"BACKEND": "stellarpanel.layers.MemoryChannelLayer"}}
 REDIS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -62,10 +63,12 @@ async def say(console, text: str) -> None:
 class TestConsoleConsumer:
     """Each test runs on the in-memory channel layer and on Redis."""
 
-    @pytest.fixture(autouse=True, params=["InMemoryChannelLayer", "RedisChannelLayer"])
+    @pytest.fixture(autouse=True, params=["MemoryChannelLayer", "RedisChannelLayer"])
     def layer(self, request: pytest.FixtureRequest, settings) -> str:
-        if request.param == "RedisChannelLayer":
-            settings.CHANNEL_LAYERS = REDIS
+        settings.CHANNEL_LAYERS = {
+            "MemoryChannelLayer": MEMORY,
+            "RedisChannelLayer": REDIS,
+        }[request.param]
         return request.param
 
     async def test_it_runs_on_the_layer_it_says(self, layer: str) -> None:

@@ -158,7 +158,7 @@ class TestEnvironment:
 
     def test_it_uses_the_in_memory_channel_layer_without_redis(self) -> None:
         assert channel_layer_from_url("REDIS_URL", "") == {
-            "BACKEND": "channels.layers.InMemoryChannelLayer"
+            "BACKEND": "stellarpanel.layers.MemoryChannelLayer"
         }
 
     @pytest.mark.parametrize(
