@@ -1,4 +1,4 @@
-"""The remote API: what the daemons ask of the panel (shared/PROTOCOL.md).
+"""The remote API: what the daemons ask of the panel (docs/PROTOCOL.md).
 
 Every request is signed with its node's token (nodes.signing), and may name only
 that node's servers: another node's server is answered exactly like an unknown one.

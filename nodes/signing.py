@@ -1,4 +1,4 @@
-"""Signed requests between the panel and its daemons (shared/PROTOCOL.md).
+"""Signed requests between the panel and its daemons (docs/PROTOCOL.md).
 
 Both directions carry the same three headers. The panel signs its requests to a
 daemon with `sign`, and checks a daemon's requests to the remote API with `verify`.

@@ -6,11 +6,13 @@ message an operator can act on instead of a traceback.
 
 import ipaddress
 import os
+import zoneinfo
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def envbool(name: str, default: bool) -> bool:
@@ -159,3 +161,23 @@ def panel_url(name: str, url: str) -> str:
     if parts.query or parts.fragment:
         raise ImproperlyConfigured(f"{name} must not carry a query or a fragment.")
     return url.rstrip("/")
+
+
+def log_level(name: str, value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise ImproperlyConfigured(
+            f"{name} must be one of {', '.join(LOG_LEVELS)}, not {value!r}."
+        )
+    return level
+
+
+def time_zone(name: str, value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ImproperlyConfigured(
+            f"{name} must be a time zone name such as UTC or Europe/Berlin, "
+            f"not {value!r}."
+        ) from None
+    return value

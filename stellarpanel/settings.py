@@ -20,8 +20,10 @@ from stellarpanel.environment import (
     envlist,
     envsecret,
     envstr,
+    log_level,
     networks_from_list,
     panel_url,
+    time_zone,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -33,7 +35,8 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. With DEBUG=False it is required: set it to a "
-            "long random string, for example the output of "
+            "long random string (or SECRET_KEY_FILE to a file holding one), for "
+            "example the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
         )
     SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
@@ -211,7 +214,7 @@ LOGIN_REDIRECT_URL = "servers:index"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = envstr("TIME_ZONE", "UTC")
+TIME_ZONE = time_zone("TIME_ZONE", envstr("TIME_ZONE", "UTC"))
 USE_I18N = False
 USE_TZ = True
 
@@ -230,7 +233,10 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": log_level("LOG_LEVEL", envstr("LOG_LEVEL", "INFO")),
+    },
     "loggers": {
         "django": {"level": "INFO", "propagate": True},
         # Both would say a line per node on every heartbeat; the heartbeat itself

@@ -1,17 +1,37 @@
-"""The Dockerfile, its entrypoint and docker-compose.yml hold together."""
+"""The Dockerfile, its entrypoint and health check, docker-compose.yml and the
+ignore files hold together."""
 
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from tests.conftest import ROOT
+from tests.stellarpanel import test_asgi
+from tests.stellarpanel.test_asgi import free_port
 
-SERVICES = {"postgres", "redis", "panel", "daemon"}
+SERVICES = {"postgres", "redis", "panel", "heartbeat", "daemon"}
+# Settings the panel reads that Compose passes on from .env, with their defaults.
+PASSED_ON = {
+    "PANEL_URL": "http://panel:8000",
+    "ALLOWED_HOSTS": "localhost,127.0.0.1",
+    "TRUST_X_FORWARDED_PROTO": "False",
+    "SECURE_HSTS_PRELOAD": "False",
+    "DAEMON_ALLOWED_NETWORKS": "172.29.0.0/24",
+    "DAEMON_CA_BUNDLE": "",
+    "HEARTBEAT_ENABLED": "True",
+    "LOG_LEVEL": "INFO",
+    "TIME_ZONE": "UTC",
+}
+
+# The panel under Daphne on a fresh database, as the ASGI smoke test starts it.
+daphne_url = test_asgi.daphne_url
 COMPOSE_ENV = {"POSTGRES_PASSWORD": "compose-test-password"}
 
 
@@ -42,6 +62,18 @@ def compose_clients() -> list[list[str]]:
         if plugin.returncode == 0:
             clients.append(["docker", "compose"])
     return clients
+
+
+def healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    """Run docker/healthcheck.py as the container does, against 127.0.0.1:`port`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PANEL_URL", "PORT")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "docker" / "healthcheck.py")],
+        env=env | {"PORT": str(port), "PANEL_URL": "http://127.0.0.1:8000"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -81,6 +113,25 @@ class TestDeployFiles:
         for name in ("pyproject.toml", "uv.lock", ".python-version", "docker"):
             assert name not in ignored
 
+    def test_it_keeps_secrets_and_the_node_token_out_of_git(self) -> None:
+        def ignored(path: str) -> bool:
+            check = subprocess.run(
+                ["git", "check-ignore", "--quiet", "--no-index", path],
+                cwd=ROOT,
+                capture_output=True,
+                timeout=30,
+            )
+            assert check.returncode in (0, 1), check.stderr
+            return check.returncode == 0
+
+        # What the Compose quick start writes beside docker-compose.yml.
+        for path in ("secrets/secret_key", "secrets/encryption_key", "node.toml"):
+            assert ignored(path), path
+        assert ignored(".env")
+        # What belongs in the repository is not ignored.
+        for path in (".env.example", "docker-compose.yml", "docs/PROTOCOL.md"):
+            assert not ignored(path), path
+
     def test_it_migrates_before_it_serves(self) -> None:
         entrypoint = ROOT / "docker" / "entrypoint.sh"
         assert os.access(entrypoint, os.X_OK)
@@ -91,8 +142,9 @@ class TestDeployFiles:
         assert text.index("manage.py migrate --no-input") < text.index("exec daphne")
         assert "stellarpanel.asgi:application" in text
         assert "exec python -m devdaemon" in text
+        assert "exec python manage.py heartbeat" in text
 
-    def test_it_composes_the_four_services(self) -> None:
+    def test_it_composes_the_services(self) -> None:
         services = compose()["services"]
         assert set(services) == SERVICES
         assert services["postgres"]["image"].startswith("postgres:")
@@ -101,19 +153,56 @@ class TestDeployFiles:
         assert services["panel"]["build"] == "."
         assert services["daemon"]["image"] == services["panel"]["image"]
         assert services["daemon"]["command"][:2] == ["daemon", "--config"]
+        # So does a heartbeat of its own, with the panel's settings and secrets.
+        heartbeat = services["heartbeat"]
+        assert heartbeat["image"] == services["panel"]["image"]
+        assert heartbeat["command"] == ["heartbeat"]
+        assert environment(heartbeat) == environment(services["panel"])
+        assert heartbeat["secrets"] == services["panel"]["secrets"]
+        assert heartbeat["networks"] == services["panel"]["networks"]
+
+        # Only on demand: the sample node and the dedicated heartbeat.
+        profiles = {name: s.get("profiles") for name, s in services.items()}
+        assert profiles == {
+            "postgres": None,
+            "redis": None,
+            "panel": None,
+            "heartbeat": ["heartbeat"],
+            "daemon": ["node"],
+        }
+
+    def test_it_passes_the_panels_settings_on_from_dot_env(self) -> None:
+        panel = environment(compose()["services"]["panel"])
+        for name, default in PASSED_ON.items():
+            assert panel[name] == "${" + name + ":-" + default + "}"
 
     def test_it_checks_the_health_of_every_service(self) -> None:
         services = compose()["services"]
         tests = {
             name: " ".join(service["healthcheck"]["test"])
             for name, service in services.items()
+            if "healthcheck" in service
         }
+        # The heartbeat serves nothing that could be probed.
+        assert set(tests) == SERVICES - {"heartbeat"}
         assert "pg_isready" in tests["postgres"]
         assert "redis-cli ping" in tests["redis"]
         assert "/app/docker/healthcheck.py" in tests["panel"]
         assert (ROOT / "docker" / "healthcheck.py").is_file()
         # The daemon's check knocks on the port its configuration must name.
         assert "8080" in tests["daemon"]
+
+    def test_it_finds_the_panel_healthy_only_while_it_serves(
+        self, daphne_url: str
+    ) -> None:
+        # The panel's /healthz answers ok under Daphne.
+        serving = healthcheck(urlsplit(daphne_url).port)
+        assert serving.returncode == 0, serving.stderr
+
+        # Where nothing listens, the check fails and says why.
+        silent = healthcheck(free_port())
+        assert silent.returncode != 0
+        assert "healthz:" in silent.stderr
 
     def test_it_starts_each_service_after_what_it_needs_is_healthy(self) -> None:
         services = compose()["services"]
@@ -129,6 +218,7 @@ class TestDeployFiles:
             "redis": "service_healthy",
         }
         assert needs["daemon"] == {"panel": "service_healthy"}
+        assert needs["heartbeat"] == {"panel": "service_healthy"}
 
     def test_it_keeps_state_in_named_volumes_and_secrets_in_files(self) -> None:
         config = compose()
@@ -181,7 +271,7 @@ class TestDeployFiles:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("PANEL_", "ALLOWED_HOSTS", "DAEMON_"))
+            if k not in PASSED_ON and not k.startswith(("PANEL_", "GAME_PORTS"))
         } | COMPOSE_ENV
         for client in clients:
             result = subprocess.run(
@@ -196,7 +286,8 @@ class TestDeployFiles:
             resolved = yaml.safe_load(result.stdout)
             assert set(resolved["services"]) == SERVICES
             panel = environment(resolved["services"]["panel"])
-            assert panel["DAEMON_ALLOWED_NETWORKS"] == "172.29.0.0/24"
+            for name, default in PASSED_ON.items():
+                assert panel.get(name, "") == default, name
             assert "compose-test-password@postgres:5432" in panel["DATABASE_URL"]
 
             # Without the database password it refuses to go on, and says why.

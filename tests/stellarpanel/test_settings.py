@@ -14,8 +14,10 @@ from stellarpanel.environment import (
     envbool,
     envlist,
     envsecret,
+    log_level,
     networks_from_list,
     panel_url,
+    time_zone,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +33,8 @@ PANEL_VARIABLES = (
     "ALLOWED_HOSTS",
     "DAEMON_ALLOWED_NETWORKS",
     "TRUST_X_FORWARDED_PROTO",
+    "LOG_LEVEL",
+    "TIME_ZONE",
 )
 SECRET_KEY = "x" * 50
 
@@ -222,6 +226,33 @@ class TestEnvironment:
         with pytest.raises(ImproperlyConfigured, match="PANEL_URL"):
             panel_url("PANEL_URL", url)
 
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [("INFO", "INFO"), ("debug", "DEBUG"), ("Warning", "WARNING")],
+    )
+    def test_it_reads_a_log_level(self, value: str, expected: str) -> None:
+        assert log_level("LOG_LEVEL", value) == expected
+
+    @pytest.mark.parametrize("value", ["verbose", "WARN", "10", ""])
+    def test_it_refuses_a_log_level_it_does_not_know(self, value: str) -> None:
+        with pytest.raises(ImproperlyConfigured) as refused:
+            log_level("LOG_LEVEL", value)
+        assert "LOG_LEVEL" in str(refused.value)
+        assert "DEBUG, INFO, WARNING, ERROR, CRITICAL" in str(refused.value)
+
+    @pytest.mark.parametrize("value", ["UTC", "Europe/Berlin", "America/New_York"])
+    def test_it_reads_a_time_zone(self, value: str) -> None:
+        assert time_zone("TIME_ZONE", value) == value
+
+    @pytest.mark.parametrize(
+        "value", ["Mars/Base", "utc", "Europe/", "../etc/passwd", "/etc/localtime"]
+    )
+    def test_it_refuses_a_time_zone_it_does_not_know(self, value: str) -> None:
+        with pytest.raises(ImproperlyConfigured) as refused:
+            time_zone("TIME_ZONE", value)
+        assert "TIME_ZONE" in str(refused.value)
+        assert repr(value) in str(refused.value)
+
     def test_it_reads_a_secret_from_the_variable(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -261,8 +292,11 @@ class TestStartUp:
             ({"DAEMON_ALLOWED_NETWORKS": "10.0.0.0/33"}, "DAEMON_ALLOWED_NETWORKS"),
             ({"PANEL_URL": "panel.example.com"}, "PANEL_URL"),
             ({"DEBUG": "False"}, "SECRET_KEY"),
+            ({"DEBUG": "False", "SECRET_KEY": ""}, "SECRET_KEY"),
             ({"DEBUG": "False", "SECRET_KEY": SECRET_KEY}, "ENCRYPTION_KEY"),
             ({"ENCRYPTION_KEY": "notakey"}, "ENCRYPTION_KEY"),
+            ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
+            ({"TIME_ZONE": "Mars/Base"}, "TIME_ZONE"),
         ],
         ids=[
             "debug",
@@ -271,8 +305,11 @@ class TestStartUp:
             "allowed-networks",
             "panel-url",
             "secret-key",
+            "secret-key-blank",
             "encryption-key-missing",
             "encryption-key-malformed",
+            "log-level",
+            "time-zone",
         ],
     )
     def test_it_stops_with_a_message_naming_the_variable(
@@ -282,6 +319,10 @@ class TestStartUp:
         assert result.returncode != 0
         assert variable in result.stderr
         assert "Traceback" not in result.stderr
+
+    def test_it_starts_in_development_with_a_blank_secret_key(self) -> None:
+        result = manage_check(DEBUG="True", SECRET_KEY="")
+        assert result.returncode == 0, result.stderr
 
     def test_it_starts_in_production_with_every_required_setting(self) -> None:
         result = manage_check(
