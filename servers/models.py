@@ -164,12 +164,17 @@ class SftpLogin(models.Model):
     """
 
     class Result(models.TextChoices):
+        # Stored before the attempt is checked, so that it counts at once.
+        PENDING = "pending"
         GRANTED = "granted"
         REFUSED = "refused"
         THROTTLED = "throttled"
 
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     username = models.CharField(max_length=320)
+    # The lowercased e-mail address after the server id, blank when the username
+    # is malformed: failures count per e-mail address, whatever server id they name.
+    email = models.CharField("e-mail address", max_length=320, blank=True)
     ip = models.GenericIPAddressField("from")
     node_name = models.CharField("node", max_length=100)
     server_public_id = models.CharField("server", max_length=16, blank=True)
@@ -179,7 +184,10 @@ class SftpLogin(models.Model):
 
     class Meta:
         ordering = ["-created", "-pk"]
-        indexes = [models.Index(fields=["username", "created"])]
+        indexes = [
+            models.Index(fields=["username", "created"]),
+            models.Index(fields=["email", "created"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.username} from {self.ip}: {self.result}"

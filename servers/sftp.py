@@ -4,10 +4,17 @@ A username is `{server_id}.{email}`; server ids hold no dot, e-mail addresses ma
 it splits at the first dot. The password is the user's panel password. The server's
 owner and admins get in, and only through the node that runs the server.
 
-Failures are counted per (address, username) and per username over a sliding window.
-Past either limit the username is refused without looking at the password, until
-enough failures age out of the window: the lockout ends by itself, and refused
-attempts during it do not prolong it.
+Failures are counted per (address, e-mail address) and per e-mail address over a
+sliding window, whatever server id they name; this covers the counts per (address,
+username) and per username, which stand alone only for a username without an
+e-mail address. Past either limit the attempt is refused without looking at the
+password, until enough failures age out of the window: the lockout ends by itself,
+and refused attempts during it do not prolong it.
+
+Every attempt is stored as pending before it is counted or checked, and a pending
+attempt counts as a failure: attempts made at the same time count each other, so
+they cannot all pass the throttle while their passwords are being hashed. An
+attempt cut short by a crash stays pending, a failure until it ages out.
 """
 
 from dataclasses import dataclass
@@ -66,21 +73,41 @@ def split_username(username: str) -> tuple[str, str]:
 
 
 def log_in(node: Node, username: str, password: str, ip: str) -> Grant:
-    """Check one attempt, record it, and grant it or raise Refused."""
+    """Record one attempt, check it, and grant it or raise Refused."""
     username = username.lower()
-    entry = SftpLogin(username=username, ip=ip, node_name=node.name)
+    # NB: the pending row must be committed, for other attempts to see it, before
+    # this one is checked: this relies on autocommit (no ATOMIC_REQUESTS).
+    entry = SftpLogin.objects.create(
+        username=username,
+        email=_email_in(username),
+        ip=ip,
+        node_name=node.name,
+        result=SftpLogin.Result.PENDING,
+    )
     try:
-        throttle(username, ip)
+        throttle(entry)
         grant = check(node, username, password, entry)
     except Refused as refused:
         result = SftpLogin.Result
         entry.result = result.THROTTLED if refused.throttled else result.REFUSED
         entry.reason = refused.reason[:200]
-        entry.save()
+        _save_result(entry)
         raise
     entry.result = SftpLogin.Result.GRANTED
-    entry.save()
+    _save_result(entry)
     return grant
+
+
+def _email_in(username: str) -> str:
+    try:
+        return split_username(username)[1]
+    except Refused:
+        return ""
+
+
+def _save_result(entry: SftpLogin) -> None:
+    fields = ["result", "reason", "server_public_id", "user_name"]
+    entry.save(update_fields=fields)
 
 
 def check(node: Node, username: str, password: str, entry: SftpLogin) -> Grant:
@@ -112,28 +139,33 @@ def check(node: Node, username: str, password: str, entry: SftpLogin) -> Grant:
     return Grant(server, user)
 
 
-def throttle(username: str, ip: str) -> None:
-    """Refuse a username that failed too often lately, from this address or any."""
-    failures = _failures(username)
+def throttle(entry: SftpLogin) -> None:
+    """Refuse an e-mail address that failed too often lately, from this IP or any."""
+    failures = _failures(entry)
     for recent, limit in (
-        (failures.filter(ip=ip), settings.SFTP_MAX_FAILURES_PER_ADDRESS),
+        (failures.filter(ip=entry.ip), settings.SFTP_MAX_FAILURES_PER_ADDRESS),
         (failures, settings.SFTP_MAX_FAILURES_PER_USERNAME),
     ):
         until = _locked_until(recent, limit)
         if until is not None:
             seconds = max(1, round((until - timezone.now()).total_seconds()))
             raise Refused(
-                f"Too many failed logins for {username}; try again in {seconds} s.",
+                f"Too many failed logins for {entry.username}; "
+                f"try again in {seconds} s.",
                 f"too many failures; locked for {seconds} s more",
                 throttled=True,
             )
 
 
-def _failures(username: str) -> QuerySet[SftpLogin]:
+def _failures(entry: SftpLogin) -> QuerySet[SftpLogin]:
+    """Other recent failed or pending attempts of the e-mail address (or username)."""
     since = timezone.now() - _window()
-    return SftpLogin.objects.filter(
-        username=username, result=SftpLogin.Result.REFUSED, created__gte=since
-    )
+    if entry.email:
+        same = SftpLogin.objects.filter(email=entry.email)
+    else:
+        same = SftpLogin.objects.filter(username=entry.username)
+    failed = [SftpLogin.Result.REFUSED, SftpLogin.Result.PENDING]
+    return same.filter(result__in=failed, created__gte=since).exclude(pk=entry.pk)
 
 
 def _locked_until(failures: QuerySet[SftpLogin], limit: int) -> datetime | None:

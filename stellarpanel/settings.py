@@ -119,9 +119,10 @@ if HEARTBEAT_TIMEOUT >= HEARTBEAT_INTERVAL:
         "be waiting when the next one is due."
     )
 
-# SFTP logins: failures count over SFTP_FAILURE_WINDOW_S seconds; past
-# SFTP_MAX_FAILURES_PER_ADDRESS from one address, or SFTP_MAX_FAILURES_PER_USERNAME
-# from anywhere, the username is locked until enough failures age out.
+# SFTP logins: failures count over SFTP_FAILURE_WINDOW_S seconds, per e-mail address
+# whatever server ID the username names; past SFTP_MAX_FAILURES_PER_ADDRESS from one
+# IP address, or SFTP_MAX_FAILURES_PER_USERNAME from anywhere, logins with that
+# e-mail address are locked until enough failures age out.
 SFTP_FAILURE_WINDOW_S = envint("SFTP_FAILURE_WINDOW_S", 900, minimum=1, maximum=86400)
 SFTP_MAX_FAILURES_PER_ADDRESS = envint(
     "SFTP_MAX_FAILURES_PER_ADDRESS", 5, minimum=1, maximum=1000

@@ -1,9 +1,11 @@
 import json
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -147,9 +149,9 @@ def test_a_malformed_username_is_refused_with_the_expected_form(
     response = attempt(node, username)
 
     assert response.status_code == 403
-    assert "the server ID, a dot, then your e-mail address" in response.json()[
-        "message"
-    ]
+    assert (
+        "the server ID, a dot, then your e-mail address" in response.json()["message"]
+    )
     assert SftpLogin.objects.get().reason == "malformed username"
 
 
@@ -254,6 +256,76 @@ class TestThrottling:
         other = f"{server.public_id}.{admin_user.email}"
         assert attempt(node, other, ip="203.0.113.7").status_code == 200
 
+    def test_made_up_server_ids_share_one_allowance_per_address(
+        self, node: Node, username: str, owner: User
+    ) -> None:
+        for server_id in ("aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"):
+            guess = f"{server_id}.{owner.email.upper()}"
+            self.fail(node, guess, 1, ip="203.0.113.7")
+
+        response = attempt(node, username, ip="203.0.113.7")
+
+        assert response.json()["message"].startswith(
+            f"Too many failed logins for {username}; try again in "
+        )
+        assert attempt(node, username, ip="203.0.113.8").status_code == 200
+
+    def test_an_address_is_locked_out_from_every_ip_whatever_the_server(
+        self, node: Node, username: str, owner: User
+    ) -> None:
+        for n in range(5):
+            guess = f"server{n:04}.{owner.email}"
+            self.fail(node, guess, 1, ip=f"203.0.113.{n + 10}")
+
+        assert attempt(node, username, ip="198.51.100.1").status_code == 403
+        assert SftpLogin.objects.first().result == SftpLogin.Result.THROTTLED
+
+    @pytest.mark.parametrize("email", ["bob@example.org", "nobody@example.org"])
+    def test_a_lockout_looks_the_same_whether_the_address_has_an_account(
+        self, node: Node, email: str
+    ) -> None:
+        for server_id in ("aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"):
+            self.fail(node, f"{server_id}.{email}", 1, ip="203.0.113.7")
+
+        response = attempt(node, f"dddddddddd.{email}", ip="203.0.113.7")
+
+        assert refused(
+            response,
+            f"Too many failed logins for dddddddddd.{email}; try again in 600 s.",
+        )
+
+    def test_a_username_without_an_address_is_counted_on_its_own(
+        self, node: Node
+    ) -> None:
+        for _ in range(3):
+            assert attempt(node, "no-dot-at-all", "wrong").status_code == 403
+
+        response = attempt(node, "no-dot-at-all", ip="203.0.113.7")
+
+        assert response.json()["message"].startswith("Too many failed logins")
+        assert "the server ID, a dot" in attempt(node, "other").json()["message"]
+
+    def test_an_attempt_counts_before_its_password_is_hashed(
+        self, settings, monkeypatch, node: Node, username: str
+    ) -> None:
+        settings.SFTP_MAX_FAILURES_PER_ADDRESS = 1
+        check_password = User.check_password
+        meanwhile = []
+
+        def hash_while_another_attempt_arrives(user: User, password: str) -> bool:
+            if not meanwhile:
+                meanwhile.append(None)
+                meanwhile[0] = attempt(node, username, "wrong")
+            return check_password(user, password)
+
+        monkeypatch.setattr(User, "check_password", hash_while_another_attempt_arrives)
+
+        assert refused(attempt(node, username, "wrong"))
+        # The attempt made while the first was hashed counted the first as a failure.
+        assert meanwhile[0].json()["message"].startswith("Too many failed logins")
+        results = SftpLogin.objects.values_list("result", flat=True)
+        assert sorted(results) == ["refused", "throttled"]
+
     def test_the_lockout_ends_when_the_failures_age_out(
         self, node: Node, username: str
     ) -> None:
@@ -280,3 +352,48 @@ class TestThrottling:
         time.sleep(2.2)
 
         assert attempt(node, username).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+class TestParallelAttempts:
+    def test_parallel_guesses_are_counted_before_any_password_is_hashed(
+        self, settings, monkeypatch, node: Node, server: Server, owner: User
+    ) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite's in-memory test database refuses parallel writes")
+        settings.SFTP_MAX_FAILURES_PER_ADDRESS = 3
+        username = f"{server.public_id}.{owner.email}"
+        start = threading.Barrier(8)
+        lock = threading.Lock()
+        hashed = []
+        answers = []
+
+        def slow_hash(user: User, password: str) -> bool:
+            with lock:
+                hashed.append(password)
+            time.sleep(0.5)
+            return False
+
+        def guess(n: int) -> None:
+            try:
+                start.wait(timeout=10)
+                response = attempt(node, username, f"guess {n}")
+                with lock:
+                    answers.append(response)
+            finally:
+                connection.close()
+
+        monkeypatch.setattr(User, "check_password", slow_hash)
+        threads = [threading.Thread(target=guess, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        # Only as many passwords were hashed as the limit allows; all were refused.
+        assert len(hashed) <= 3
+        assert len(answers) == 8
+        assert all(response.status_code == 403 for response in answers)
+        results = list(SftpLogin.objects.values_list("result", flat=True))
+        assert results.count("refused") == len(hashed)
+        assert results.count("throttled") == 8 - len(hashed)

@@ -43,6 +43,19 @@ class TestServerPage:
         # Owners do not read the login log.
         assert "Recent logins" not in page
 
+    def test_it_brackets_an_ipv6_host_in_the_command_line(
+        self, owner_client: Client, node: Node, owner: User
+    ) -> None:
+        Node.objects.filter(pk=node.pk).update(host="2001:db8::1")
+        server = make_server(node, owner)
+
+        page = owner_client.get(f"/servers/{server.public_id}/").content.decode()
+
+        username = f"{server.public_id}.{owner.email}"
+        assert f"sftp -P {node.sftp_port} {username}@[2001:db8::1]</code>" in page
+        # The host on its own stays bare, as SFTP clients ask for it.
+        assert '<span class="mono" id="sftp-host">2001:db8::1</span>' in page
+
     def test_an_admin_sees_their_own_username_and_recent_logins(
         self, admin_client: Client, node: Node, owner: User, admin_user: User
     ) -> None:
