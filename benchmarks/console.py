@@ -708,8 +708,16 @@ def raise_open_files() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a quick run, for CI")
-    small = parser.parse_args(argv).small
-    viewers = SMALL_VIEWERS if small else FULL_VIEWERS
+    parser.add_argument(
+        "--viewers",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="the viewer counts to measure (default: 1 10 100, or 1 10 with --small)",
+    )
+    args = parser.parse_args(argv)
+    small = args.small
+    viewers = tuple(args.viewers or (SMALL_VIEWERS if small else FULL_VIEWERS))
     raise_open_files()
 
     with tempfile.TemporaryDirectory(prefix="stellarpanel-console-") as name:

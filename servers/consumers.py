@@ -211,6 +211,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def console_batch(self, message: dict[str, Any]) -> None:
+        try:
+            await self.send_batch(message)
+        finally:
+            relay.delivered(self.public_id, message["batch"])
+
+    async def send_batch(self, message: dict[str, Any]) -> None:
         batch = message["batch"]
         if batch <= self.batch:
             return  # already in the console so far

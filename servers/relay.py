@@ -9,6 +9,7 @@ viewer go to the relay of the process the viewer is connected to.
     join(public_id, deflated)  a viewer came: start the relay if need be
     leave(public_id, deflated) a viewer went: the last one closes it after LINGER_S
     send(public_id, frame)     a frame for the daemon; RelayDown while disconnected
+    delivered(public_id, n)    a viewer has sent on batch n
     console_so_far(public_id)  the batch number and the messages that bring a
                                viewer up to date as of that batch
     upstream_count(public_id)  open daemon WebSockets for the server, 0 or 1
@@ -17,7 +18,10 @@ viewer go to the relay of the process the viewer is connected to.
 Frames are pushed in batches: at most one every FLUSH_S, each encoded once, as
 WebSocket messages of at most MAX_FRAME (a JSON array when it holds several
 frames), and numbered, so a viewer knows which batch its catch-up ends with and
-which ones it missed. A batch goes raw-deflated, compressed once, to the viewers
+which ones it missed. A batch waits until the viewers have sent on the one before
+(delivered()), or HOLD_S at most: when the viewers are many and the console
+busy, batches grow instead of queueing, and a line waits for one fan-out at
+most. A batch goes raw-deflated, compressed once, to the viewers
 that asked for it (the browser does), and as text to the others; it is encoded
 only the ways its viewers want. A quiet console goes out at once; a flood goes
 out in fewer, larger, smaller-on-the-wire messages, which is what keeps a hundred
@@ -68,6 +72,9 @@ MAX_FRAME = 64 * 1024
 KEPT_LINES = 500
 # The longest a frame waits for others to share its batch with.
 FLUSH_S = 0.015
+# The longest a batch waits for the viewers to send on the one before: a viewer
+# that went, or a batch lost on the layer, holds the console up no longer.
+HOLD_S = 0.25
 # Viewers that ask for deflated batches get messages of up to this much JSON,
 # compressed once for all of them; console text shrinks five to fifteen times.
 DEFLATE_INPUT = 1024 * 1024
@@ -170,6 +177,8 @@ class Relay:
         self.status: str | None = None  # the daemon's last status frame pushed
         self.pending_status: str | None = None
         self.arrived = asyncio.Event()
+        self.undelivered = 0  # viewers yet to send on the last batch pushed
+        self.drained = asyncio.Event()
         self.task = asyncio.create_task(self.run(), name=f"relay {public_id}")
         self.pusher = asyncio.create_task(self.push(), name=f"push {public_id}")
         self.closing: asyncio.Task | None = None
@@ -242,13 +251,20 @@ class Relay:
         self.arrived.set()
 
     async def push(self) -> None:
-        """Hand the frames to the viewers' group, a batch at most every FLUSH_S."""
+        """Hand the frames to the viewers' group, a batch at most every FLUSH_S,
+        and only once the viewers have sent on the batch before."""
         layer = get_channel_layer()
         pushed = 0.0
         while True:
             await self.arrived.wait()
             if (wait := pushed + FLUSH_S - self.loop.time()) > 0:
                 await asyncio.sleep(wait)
+            if self.undelivered > 0:
+                try:
+                    async with asyncio.timeout(HOLD_S):
+                        await self.drained.wait()
+                except TimeoutError:
+                    pass
             self.arrived.clear()
             frames, self.pending = self.pending, []
             pushed = self.loop.time()
@@ -262,10 +278,18 @@ class Relay:
                 message["texts"] = pack(frames)
             if self.deflated_viewers:
                 message["deflated"] = deflate(frames)
+            self.undelivered = self.viewers
+            self.drained.clear()
             try:
                 await layer.group_send(self.group, message)
             except Exception:
                 logger.exception("lost %d frames of %s", len(frames), self.public_id)
+
+    def delivered(self, batch: int) -> None:
+        if batch == self.batch and self.undelivered > 0:
+            self.undelivered -= 1
+            if self.undelivered == 0:
+                self.drained.set()
 
     async def send(self, data: str) -> None:
         if not self.connected:
@@ -321,8 +345,18 @@ def leave(public_id: str, deflated: bool = False) -> None:
         return
     relay.viewers -= 1
     relay.deflated_viewers = max(0, relay.deflated_viewers - deflated)
+    # It may have sent on the last batch already: then the next one goes a
+    # little early, which is harmless; waiting for a viewer gone is not.
+    relay.delivered(relay.batch)
     if relay.viewers == 0:
         relay.closing = asyncio.create_task(relay.linger())
+
+
+def delivered(public_id: str, batch: int) -> None:
+    """A viewer in this process has sent on the batch, or skipped it."""
+    relay = _relays.get(public_id)
+    if relay is not None:
+        relay.delivered(batch)
 
 
 async def send(public_id: str, data: str) -> None:

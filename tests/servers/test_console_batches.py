@@ -181,3 +181,66 @@ class TestConsoleBatches:
             {"event": "console output", "args": ["pushed"]},
         ]
         assert (await next_batch(viewer))["batch"] == 2
+
+    @pytest.mark.asyncio
+    async def test_it_holds_the_next_batch_until_the_viewers_have_the_last(
+        self, quiet_relay: relay.Relay, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(relay, "_relays", {"batches": quiet_relay})
+        monkeypatch.setattr(relay, "HOLD_S", 5.0)
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(quiet_relay.group, viewer)
+        quiet_relay.viewers = 2
+
+        quiet_relay.receive(line("first"))
+        assert (await next_batch(viewer))["batch"] == 1
+        relay.delivered("batches", 1)
+        quiet_relay.receive(line("second"))
+        quiet_relay.receive(line("third"))
+
+        # One viewer still sends batch 1: the lines after it wait, and gather.
+        with pytest.raises(TimeoutError):
+            await next_batch(viewer, timeout=0.3)
+        quiet_relay.receive(line("fourth"))
+        relay.delivered("batches", 1)
+        second = await next_batch(viewer, timeout=1)
+        assert second["batch"] == 2
+        assert [f["args"][0] for f in frames_of(second["texts"])] == [
+            "second",
+            "third",
+            "fourth",
+        ]
+
+    @pytest.mark.asyncio
+    async def test_it_holds_a_batch_no_longer_than_the_hold(
+        self, quiet_relay: relay.Relay, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(relay, "HOLD_S", 0.2)
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(quiet_relay.group, viewer)
+        quiet_relay.viewers = 1
+
+        quiet_relay.receive(line("never acknowledged"))
+        await next_batch(viewer)
+        quiet_relay.receive(line("goes anyway"))
+        assert (await next_batch(viewer, timeout=1))["batch"] == 2
+
+    @pytest.mark.asyncio
+    async def test_a_viewer_leaving_does_not_hold_the_console(
+        self, quiet_relay: relay.Relay, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(relay, "_relays", {"batches": quiet_relay})
+        monkeypatch.setattr(relay, "HOLD_S", 5.0)
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(quiet_relay.group, viewer)
+        quiet_relay.viewers = 2
+
+        quiet_relay.receive(line("first"))
+        await next_batch(viewer)
+        relay.delivered("batches", 1)
+        relay.leave("batches")
+        quiet_relay.receive(line("second"))
+        assert (await next_batch(viewer, timeout=1))["batch"] == 2
