@@ -5,10 +5,12 @@ directory; the panel refuses the obviously bad ones first, to say which field is
 wrong.
 """
 
+from contextlib import aclosing
 from datetime import datetime
 from pathlib import PurePosixPath
 from urllib.parse import urlencode
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -28,6 +30,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from nodes.daemon import Daemon, DaemonError, stream_file
+from nodes.models import Node
 from servers.models import Server
 from servers.views import server_for
 
@@ -121,6 +124,15 @@ def _find(server: Server, path: str) -> dict | None:
     return next((e for e in entries if e["name"] == name), None)
 
 
+def _exists(server: Server, path: str) -> bool:
+    try:
+        return _find(server, path) is not None
+    except DaemonError as e:
+        if e.category == "not_found":  # its folder does not exist yet
+            return False
+        raise
+
+
 def _disk_free(server: Server) -> int:
     """Bytes the server may still store: its disk limit less what it uses."""
     resources = Daemon(server.node).server(server.public_id).get("resources") or {}
@@ -182,12 +194,14 @@ def _open(server: Server, file: str) -> dict:
         raise Refusal(f"file: there is no {file!r}; pick a file from the list.")
     if found.get("is_directory"):
         raise Refusal(f"file: {file!r} is a folder; open it from the list instead.")
+    # A link's size is its own, not its target's; the read finds that out.
     size = found.get("size")
-    if isinstance(size, int) and size > EDITOR_LIMIT:
-        raise Refusal(_too_big(file, size))
-    content = Daemon(server.node).read_file(server.public_id, file)
+    if not found.get("is_symlink") and isinstance(size, int) and size > EDITOR_LIMIT:
+        raise Refusal(_too_big(file, filesizeformat(size)))
+    read = async_to_sync(_head)
+    content = read(server.node, server.public_id, file, EDITOR_LIMIT + 1)
     if len(content) > EDITOR_LIMIT:
-        raise Refusal(_too_big(file, len(content)))
+        raise Refusal(_too_big(file, f"more than {EDITOR_LIMIT_TEXT}"))
     try:
         text = content.decode()
     except UnicodeDecodeError:
@@ -200,10 +214,21 @@ def _open(server: Server, file: str) -> dict:
     return {"content": text, "newline": "crlf" if "\r\n" in text else "lf"}
 
 
-def _too_big(file: str, size: int) -> str:
+async def _head(node: Node, server_id: str, file: str, most: int) -> bytes:
+    """The first `most` bytes of a file, or all of it if shorter."""
+    content = bytearray()
+    async with aclosing(stream_file(node, server_id, file)) as chunks:
+        async for chunk in chunks:
+            content += chunk
+            if len(content) >= most:
+                break
+    return bytes(content[:most])
+
+
+def _too_big(file: str, size: str) -> str:
     return (
-        f"{file} is {filesizeformat(size)}; the editor opens files up to "
-        f"{EDITOR_LIMIT_TEXT}. Download it instead."
+        f"{file} is {size}; the editor opens files up to {EDITOR_LIMIT_TEXT}. "
+        "Download it instead."
     )
 
 
@@ -244,9 +269,9 @@ def create(request: HttpRequest, public_id: str) -> HttpResponse:
             daemon.create_directory(server.public_id, path)
             messages.success(request, f"Created the folder {path}.")
             return HttpResponseRedirect(_browse_url(server, path))
-        if _find(server, path) is not None:
+        if _exists(server, path):
             raise Refusal(f"name: {path} already exists; choose another name.")
-        daemon.write_file(server.public_id, path, b"")
+        daemon.write_file(server.public_id, path, b"")  # its folders too
     except (Refusal, DaemonError) as e:
         messages.error(request, _trouble(server, e))
         return HttpResponseRedirect(_browse_url(server, directory))
@@ -335,9 +360,11 @@ def download(request: HttpRequest, public_id: str) -> HttpResponse:
 def upload(request: HttpRequest, public_id: str) -> HttpResponse:
     """Files from the browser, relayed to the daemon in one multipart body.
 
-    NB: Django's handlers receive the whole body (in memory, or a temporary file
-    past FILE_UPLOAD_MAX_MEMORY_SIZE) before any view runs; what this refuses is
-    never parsed, nor sent to the daemon.
+    Under Daphne, a body over the node's upload limit is refused before it is
+    received (stellarpanel.bodylimit). NB: what fits that limit is received whole
+    (in memory, or a temporary file past FILE_UPLOAD_MAX_MEMORY_SIZE) before any
+    view runs; what this refuses for want of disk is never parsed, nor sent to
+    the daemon.
     """
     server = server_for(request, public_id)
     directory = request.GET.get("directory", "")
@@ -358,14 +385,8 @@ def _check_room(request: HttpRequest, server: Server) -> None:
             "from the file manager's form.",
             411,
         ) from None
-    node = server.node
-    if length > node.upload_limit_mb * MIB:
-        raise Refusal(
-            f"files: {filesizeformat(length)} is over node {node.name}'s upload "
-            f"limit of {node.upload_limit_mb} MB; upload fewer or smaller files "
-            "at a time.",
-            413,
-        )
+    if length > server.node.upload_limit_mb * MIB:
+        raise Refusal(over_upload_limit(server.node, length), 413)
     free = _disk_free(server)
     if length > free:
         raise Refusal(
@@ -374,6 +395,14 @@ def _check_room(request: HttpRequest, server: Server) -> None:
             "first.",
             413,
         )
+
+
+def over_upload_limit(node: Node, length: int) -> str:
+    """Why an upload of `length` bytes is refused on the node, for the user."""
+    return (
+        f"files: {filesizeformat(length)} is over node {node.name}'s upload limit "
+        f"of {node.upload_limit_mb} MB; upload fewer or smaller files at a time."
+    )
 
 
 @csrf_protect

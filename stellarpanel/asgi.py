@@ -1,6 +1,7 @@
 """The panel's ASGI entry point, served by Daphne.
 
-HTTP goes to Django (static files included, so one process serves the whole panel);
+HTTP goes to Django (static files included, so one process serves the whole panel),
+once its body has passed the limits Daphne is made to keep (stellarpanel.bodylimit);
 WebSocket connections go through Channels' router, behind the session and
 authentication middleware and an origin check. Importing it starts the process's
 heartbeat scheduler, unless HEARTBEAT_ENABLED is False.
@@ -27,9 +28,10 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from stellarpanel import scheduler  # noqa: E402
+from stellarpanel import bodylimit, scheduler  # noqa: E402
 from stellarpanel.routing import websocket_urlpatterns  # noqa: E402
 
+bodylimit.install()
 application = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_application),

@@ -72,7 +72,13 @@
       try {
         answer = JSON.parse(request.responseText);
       } catch {
-        answer = { message: `The panel answered ${request.status}; try again.` };
+        // Not the panel's own answer: a proxy in front of it, most likely.
+        answer = {
+          message: request.status === 413
+            ? "The upload is over the size the server in front of the panel " +
+              "accepts; upload fewer or smaller files at a time."
+            : `The panel answered ${request.status}; try again.`,
+        };
       }
       if (request.status === 200 && answer.location) {
         window.location.assign(answer.location);

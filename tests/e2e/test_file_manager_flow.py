@@ -1,5 +1,6 @@
 """An owner works on a server's files in Chromium, through Daphne and a real daemon."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,17 @@ def test_it_uploads_edits_renames_downloads_and_deletes_a_file(
         install_on_daemon(setup.node, setup.config)
         panel.wait_for(lambda: panel.server_status(setup.server) == "offline")
         root = tmp_path / "daemon" / "servers" / setup.server
-        work_on_files(page, setup.server, root, artifacts)
+        work_on_files(page, panel, setup.server, root, artifacts)
+
+
+def set_upload_limit(panel: Panel, megabytes: int) -> None:  # noqa: F811
+    with sqlite3.connect(panel.database) as db:
+        db.execute("UPDATE nodes_node SET upload_limit_mb = ?", (megabytes,))
 
 
 def work_on_files(
     page: Page,  # noqa: F811
+    panel: Panel,  # noqa: F811
     server: str,
     root: Path,
     artifacts: Path,
@@ -63,6 +70,43 @@ def work_on_files(
         "over this node's upload limit of 100 MB"
     )
     assert not (root / "big.txt").exists()
+    page.reload()
+
+    # What the page lets through, the panel refuses before taking it in, and the
+    # page shows the panel's reason: here the node's limit is lowered meanwhile.
+    set_upload_limit(panel, 1)
+    page.get_by_label("Files to upload").set_input_files(
+        [
+            {
+                "name": "big.bin",
+                "mimeType": "application/octet-stream",
+                "buffer": b"x" * 2 * 1024 * 1024,
+            }
+        ]
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(upload.get_by_role("status")).to_contain_text(
+        "over node local's upload limit of 1 MB"
+    )
+    assert not (root / "big.bin").exists()
+    set_upload_limit(panel, 100)
+    page.reload()
+
+    # A proxy in front of the panel refuses with a page of its own; the status
+    # still says what happened.
+    proxy_page = "<html><body><h1>413 Request Entity Too Large</h1></body></html>"
+    page.route(
+        "**/files/upload/**",
+        lambda route: route.fulfill(status=413, body=proxy_page),
+    )
+    page.get_by_label("Files to upload").set_input_files(
+        [{"name": "small.txt", "mimeType": "text/plain", "buffer": b"small"}]
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(upload.get_by_role("status")).to_contain_text(
+        "over the size the server in front of the panel accepts"
+    )
+    page.unroute("**/files/upload/**")
     page.reload()
 
     # Several files at once, with a progress bar; then the list shows them.

@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,19 @@ class TestFileManager:
         r = owner_client.get(url(server) + "?directory=plugins", HTTP_HX_REQUEST="true")
         assert "<html" not in text(r) and "essentials/" in text(r)
 
+    def test_it_shows_when_each_entry_was_modified(
+        self, owner_client: Client, server: Server, root: Path, settings
+    ) -> None:
+        settings.TIME_ZONE = "Europe/Berlin"
+        moment = datetime(2024, 5, 1, 12, 34, 56, tzinfo=UTC).timestamp()
+        os.utime(root / "eula.txt", (moment, moment))
+
+        # Machines read the moment; people read it in the panel's time zone.
+        r = owner_client.get(url(server))
+        assert (
+            '<time datetime="2024-05-01T14:34:56+02:00">2024-05-01 14:34</time>'
+        ) in text(r)
+
     def test_it_lets_an_admin_browse_too(
         self, admin_client: Client, server: Server
     ) -> None:
@@ -151,6 +165,26 @@ class TestFileManager:
         )
         assert r["Location"] == url(server, "edit/") + "?file=world%2Fnotes.txt"
         assert (root / "world" / "notes.txt").read_bytes() == b""
+
+    def test_it_creates_a_file_in_folders_that_do_not_exist_yet(
+        self, owner_client: Client, server: Server, root: Path
+    ) -> None:
+        r = owner_client.post(
+            url(server, "new/"),
+            {"directory": "config", "name": "essentials/motd.txt", "kind": "file"},
+            follow=True,
+        )
+        assert messages_of(r) == ["Created config/essentials/motd.txt."]
+        assert r.context["content"] == ""
+        assert (root / "config" / "essentials" / "motd.txt").read_bytes() == b""
+
+        # A file in the way of a folder is no folder; the daemon says so.
+        r = owner_client.post(
+            url(server, "new/"), {"name": "eula.txt/motd.txt", "kind": "file"}
+        )
+        r = owner_client.get(r["Location"])
+        assert messages_of(r)[0].startswith("The daemon on node local refused:")
+        assert (root / "eula.txt").read_text() == "eula=true\n"
 
     def test_it_does_not_create_a_file_over_another(
         self, owner_client: Client, server: Server, root: Path
@@ -285,6 +319,31 @@ class TestFileManager:
         assert 'data-upload-limit="104857600"' in text(r)
         assert "data-disk-free=" in text(r)
 
+    def test_it_passes_on_the_daemons_refusal_of_an_upload_with_no_room(
+        self, owner_client: Client, daemon_node: Node, owner: User, tmp_path: Path
+    ) -> None:
+        # The daemon knows the server with a 1 MB disk; the panel has since given
+        # it 1 GB, so its own check lets the upload through.
+        server = make_server(daemon_node, owner)
+        server.disk_mb = 1
+        install(daemon_node, server)
+        Server.objects.filter(pk=server.pk).update(disk_mb=1024)
+        root = tmp_path / "daemon" / "servers" / server.public_id
+        (root / "world.dat").write_bytes(b"w" * (900 * 1024))
+
+        region = ("region.dat", b"r" * (200 * 1024))
+        r = upload(owner_client, server, region, **JSON)
+        assert r.status_code == 413
+        message = r.json()["message"]
+        # The daemon's words, after the panel's: how much room the server has left.
+        assert message.startswith("The daemon on node local refused: "), message
+        assert "left" in message, message
+        assert not (root / "region.dat").exists()
+
+        # Without the page's script, the list says the same.
+        r = upload(owner_client, server, region, follow=True)
+        assert messages_of(r) == [message]
+
     def test_it_needs_the_csrf_token(
         self, server: Server, owner: User, root: Path
     ) -> None:
@@ -295,6 +354,17 @@ class TestFileManager:
         r = client.post(url(server, "new/"), {"name": "b.txt", "kind": "file"})
         assert r.status_code == 403
         assert not (root / "b.txt").exists()
+
+        # Saving, renaming and deleting are refused too; the daemon sees none.
+        changes = [
+            ("edit/", {"file": "eula.txt", "content": "eula=false\n"}),
+            ("rename/", {"from": "eula.txt", "to": "c.txt"}),
+            ("delete/", {"paths": ["eula.txt"], "confirm": "1"}),
+        ]
+        for route, data in changes:
+            assert client.post(url(server, route), data).status_code == 403, route
+        assert (root / "eula.txt").read_text() == "eula=true\n"
+        assert not (root / "c.txt").exists()
 
     def test_it_refuses_paths_that_climb_out_or_are_absolute(
         self, owner_client: Client, server: Server, root: Path
@@ -413,6 +483,27 @@ class TestFileManager:
         )
         assert r.context["trouble"].startswith("content: 1.0\xa0MB is over")
         assert not (root / "big.txt").exists()
+
+    def test_it_does_not_read_a_link_to_a_huge_file_whole(
+        self, owner_client: Client, server: Server, root: Path
+    ) -> None:
+        # The listing gives the link's own few bytes; its target is 9 MB, more
+        # than the panel takes in one answer from a daemon.
+        (root / "logs").mkdir()
+        with (root / "logs" / "huge.log").open("wb") as huge:
+            huge.truncate(9 * MIB)
+        (root / "latest.log").symlink_to("logs/huge.log")
+        r = owner_client.get(url(server, "edit/") + "?file=latest.log")
+        assert r.context["trouble"] == (
+            "latest.log is more than 1 MiB; the editor opens files up to 1 MiB. "
+            "Download it instead."
+        )
+        assert "<textarea" not in text(r)
+
+        # A link to a small text file opens as the file would.
+        (root / "motd.txt").symlink_to("eula.txt")
+        r = owner_client.get(url(server, "edit/") + "?file=motd.txt")
+        assert r.context["content"] == "eula=true\n"
 
     def test_it_says_so_when_the_daemon_is_down(
         self, owner_client: Client, loopback_node: Node, owner: User

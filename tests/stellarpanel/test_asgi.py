@@ -1,12 +1,17 @@
-"""Smoke test: the panel really serves HTTP under Daphne, static files included."""
+"""The panel under Daphne: it serves HTTP, static files included, and refuses
+request bodies over its limits before it receives them."""
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -16,6 +21,23 @@ from tests.conftest import stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
+MIB = 1024 * 1024
+
+# Run by `manage.py shell`: a server on a node whose upload limit is 2 MB.
+SETUP = """
+from django.contrib.auth.models import User
+from nodes.models import Node
+from servers.models import Server
+
+node = Node(name="local", host="127.0.0.1", port=9, protocol="HTTP", cpu_cores=1,
+            memory_mb=1024, disk_mb=1024, upload_limit_mb=2)
+node.set_new_token()
+node.save()
+owner = User.objects.create_user("bob")
+server = Server.objects.create(name="survival", owner=owner, node=node, cpu=100,
+                               memory_mb=512, disk_mb=512)
+print(server.public_id)
+"""
 
 
 def free_port() -> int:
@@ -63,19 +85,22 @@ def wait_until_serving(
     )
 
 
-@pytest.fixture
-def daphne_url(tmp_path: Path) -> Iterator[str]:
-    """Migrate a fresh database, start Daphne on it, and yield its base URL."""
+@contextmanager
+def serving(tmp_path: Path, setup: str = "") -> Iterator[tuple[str, str]]:
+    """Migrate a fresh database, run `setup` in its shell, start Daphne on it.
+
+    Yields the base URL and what the setup printed.
+    """
     env = panel_env(tmp_path)
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = {"cwd": REPO_ROOT, "env": env, "capture_output": True, "text": True}
+    manage = [sys.executable, "manage.py"]
+    migrate = subprocess.run([*manage, "migrate", "--no-input"], **run, timeout=120)
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    printed = ""
+    if setup:
+        made = subprocess.run([*manage, "shell", "-c", setup], **run, timeout=60)
+        assert made.returncode == 0, made.stdout + made.stderr
+        printed = made.stdout.strip().rpartition("\n")[2]
 
     port = free_port()
     log = tmp_path / "daphne.log"
@@ -99,9 +124,28 @@ def daphne_url(tmp_path: Path) -> Iterator[str]:
     try:
         base_url = f"http://127.0.0.1:{port}"
         wait_until_serving(process, base_url, log)
-        yield base_url
+        yield base_url, printed
     finally:
         stop(process)
+
+
+@pytest.fixture
+def daphne_url(tmp_path: Path) -> Iterator[str]:
+    """Daphne on a fresh database; its base URL."""
+    with serving(tmp_path) as (base_url, _):
+        yield base_url
+
+
+@dataclass
+class Panel:
+    url: str
+    server: str  # the public ID of a server on a node with a 2 MB upload limit
+
+
+@pytest.fixture(scope="module")
+def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
+    with serving(tmp_path_factory.mktemp("daphne"), SETUP) as (base_url, server):
+        yield Panel(base_url, server)
 
 
 @pytest.fixture
@@ -138,3 +182,93 @@ def test_it_serves_pages_redirects_and_static_files_under_daphne(
     nodes = http.get("/admin/nodes/")
     assert nodes.status_code == 302
     assert nodes.headers["location"] == "/login/?next=/admin/nodes/"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def json(self) -> dict:
+        assert self.headers["content-type"] == "application/json", self.headers
+        return json.loads(self.body)
+
+
+def exchange(panel: Panel, head: str, body: bytes = b"") -> Answer:
+    """Send a request's head and what there is of its body; read the answer.
+
+    The body may be shorter than its Content-Length says: the answer is read
+    without waiting for the rest, as a client still sending would.
+    """
+    started = time.monotonic()
+    where = urlsplit(panel.url)
+    with socket.create_connection((where.hostname, where.port), timeout=5) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += receive(sock)
+        top, _, rest = data.partition(b"\r\n\r\n")
+        status_line, *lines = top.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(rest) < length:
+            rest += receive(sock)
+    status = int(status_line.split()[1])
+    return Answer(status, headers, rest[:length], time.monotonic() - started)
+
+
+def receive(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    assert chunk, "the panel closed the connection without an answer"
+    return chunk
+
+
+def post(path: str, length: int, *headers: str) -> str:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {length}"]
+    return "\n".join([*lines, *headers, "", ""])
+
+
+def test_it_refuses_an_upload_over_the_nodes_limit_before_receiving_it(
+    panel: Panel,
+) -> None:
+    upload = f"/servers/{panel.server}/files/upload/"
+
+    # 3 MB announced, 10 bytes sent: the answer comes at once, for the page's
+    # script as JSON, for a plain form as a page.
+    r = exchange(panel, post(upload, 3 * MIB, "Accept: application/json"), b"x" * 10)
+    assert r.status == 413 and r.seconds < 3, r
+    assert r.json() == {
+        "message": "files: 3.0\xa0MB is over node local's upload limit of 2 MB; "
+        "upload fewer or smaller files at a time."
+    }
+    r = exchange(panel, post(upload, 3 * MIB, "Accept: text/html"), b"x" * 10)
+    assert r.status == 413 and r.headers["content-type"].startswith("text/html")
+    assert "upload limit of 2 MB" in r.body.decode()
+
+    # Within the node's limit, the body goes on to Django (which wants a login).
+    r = exchange(panel, post(upload, int(1.5 * MIB)), b"x" * int(1.5 * MIB))
+    assert r.status == 302 and r.headers["location"].startswith("/login/"), r
+
+    # A body of unknown length is refused too.
+    chunked = "\n".join(
+        [f"POST {upload} HTTP/1.1", "Host: 127.0.0.1", "Transfer-Encoding: chunked"]
+    )
+    r = exchange(panel, chunked + "\n\n", b"5\r\nhello\r\n")
+    assert r.status == 411 and r.seconds < 3, r
+    assert b"Content-Length" in r.body
+
+
+def test_it_refuses_any_other_body_over_the_panels_limit(panel: Panel) -> None:
+    for path in ("/login/", "/servers/nothing/files/upload/", "/api/remote/servers"):
+        r = exchange(panel, post(path, 1024 * MIB, "Accept: application/json"), b"x")
+        assert r.status == 413 and r.seconds < 3, (path, r)
+        assert "over the panel's limit of 2.6\xa0MB" in r.json()["message"], r
+
+    # A body within it is Django's to answer.
+    r = exchange(panel, post("/login/", 5), b"a=b&c")
+    assert r.status == 403  # no CSRF token
