@@ -69,13 +69,22 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     """Only requests signed with this node's token, each once (PROTOCOL.md)."""
     verifier = request.app[DAEMON].verifier
     claim = verifier.claim(request.headers)
-    # NB: the body is read whole, into memory, to be hashed before anything acts on
-    # it; the node's upload limit bounds it.
+    # The body is read whole, into memory, to be hashed before anything acts on it:
+    # one over the node's upload limit is refused before it is read, or as it
+    # comes. Only that limit is told before the signature is checked; the room a
+    # server has left is for signed requests alone (the handlers reserve it).
+    daemon = request.app[DAEMON]
+    limit = daemon.config.upload_limit_bytes
+    most = daemon.config.upload_limit_mb
+    refusal = f"the body is over this node's upload limit of {most} MB"
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(refusal)
+    if limit != request.client_max_size:
+        request = request.clone(client_max_size=limit)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[DAEMON].config.upload_limit_mb
-        raise TooLarge(f"the body is over this node's limit of {limit} MB") from None
+        raise TooLarge(refusal) from None
     verifier.verify(claim, request.method, request.raw_path, body)
     return await handler(request)
 

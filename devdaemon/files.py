@@ -1,7 +1,8 @@
 """The file routes of a server: every path is relative to the server's directory.
 
 A path is refused (403) when it is absolute, has a `..` part, or leads outside the
-directory once symlinks are followed.
+directory once symlinks are followed. Writes and uploads store regular files only
+and draw on the server's disk quota (quota.py).
 
 NB: a path is checked, then used. A server process that swaps a directory for a
 symlink in between can still lead a request outside; a hardened daemon would open
@@ -9,12 +10,14 @@ every part with O_NOFOLLOW, or use openat2's RESOLVE_BENEATH.
 """
 
 import asyncio
+import errno
 import mimetypes
 import os
+import posixpath
 import shutil
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path, PurePosixPath
@@ -23,11 +26,11 @@ from typing import Any
 from aiohttp import web
 
 from devdaemon.daemon import server_of
-from devdaemon.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
-from devdaemon.servers import Server
-from devdaemon.stats import directory_size
+from devdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
 
 routes = web.RouteTableDef()
+WRITE = "files-write"
+UPLOAD = "files-upload"
 
 
 def checked(relative: str) -> PurePosixPath:
@@ -87,25 +90,95 @@ def describe(path: Path) -> dict[str, Any]:
 
 
 def list_directory(directory: Path) -> list[dict[str, Any]]:
-    entries = [describe(path) for path in directory.iterdir()]
+    entries = []
+    for path in directory.iterdir():
+        # The server's process may remove an entry after it was listed.
+        with suppress(FileNotFoundError):
+            entries.append(describe(path))
     return sorted(entries, key=lambda entry: (not entry["is_directory"], entry["name"]))
 
 
-async def disk_room(server: Server) -> int:
-    """Bytes the server may still add: below its disk limit, and on the disk."""
-    used = await asyncio.to_thread(directory_size, server.directory)
-    room = server.config.limits.disk_bytes - used
-    return min(room, shutil.disk_usage(server.directory).free)
+def shown(root: Path, path: Path) -> str:
+    """`path` as the client names it: relative to the server's directory."""
+    return str(path.relative_to(root.resolve()))
 
 
-async def check_room(server: Server, incoming: int, replaced: int = 0) -> None:
-    """TooLarge unless `incoming` bytes fit in the server's disk limit and the disk."""
-    room = await disk_room(server) + replaced
-    if incoming > room:
-        raise TooLarge(
-            f"{incoming} bytes do not fit: the server has {max(room, 0)} bytes of "
-            "disk left"
+def replaced_size(root: Path, path: Path) -> int:
+    """The size of the file a write replaces, 0 if none; Conflict unless regular."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    if stat.S_ISDIR(info.st_mode):
+        raise Conflict(f"{shown(root, path)!r} is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise Conflict(
+            f"{shown(root, path)!r} is not a regular file (a FIFO, socket or device) "
+            "and cannot be written"
         )
+    return info.st_size
+
+
+def store(path: Path, content: bytes) -> None:
+    """`content` as the whole of the regular file `path`, created with its parents."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Non-blocking, so that a FIFO put there since it was checked cannot hang us.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags, 0o666)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise Conflict(f"{path.name!r} is not a regular file") from None
+        raise
+    with open(descriptor, "wb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise Conflict(f"{path.name!r} is not a regular file")
+        file.truncate(0)
+        file.write(content)
+
+
+def check_move(root: Path, source: Path, target: Path) -> None:
+    """Refuse a move into itself, or one after which a symlink may lead outside."""
+    base = root.resolve()
+    if stat.S_ISDIR(source.lstat().st_mode):
+        if target != source and target.is_relative_to(source):
+            raise BadRequest(f"cannot move {shown(root, source)!r} into itself")
+        link = next(climbing_links(source), None)
+        if link is not None:
+            raise Forbidden(
+                f"cannot move {shown(root, source)!r}: its symlink "
+                f"{shown(root, link)!r} climbs with '..' and could lead outside the "
+                "server's directory from the new place; move or remove it first"
+            )
+    elif source.is_symlink():
+        lead = os.path.realpath(target.parent / os.readlink(source))
+        if not Path(os.path.normpath(lead)).is_relative_to(base):
+            raise Forbidden(
+                f"cannot move {shown(root, source)!r} there: the symlink would lead "
+                "outside the server's directory"
+            )
+
+
+def climbing_links(directory: Path) -> Iterator[Path]:
+    """The symlinks under `directory` with a relative target that has a `..` part.
+
+    NB: a directory holding such a link is not moved, even when the link would
+    still lead inside from the new place: telling would mean following it through
+    the tree as it will be after the move. Absolute targets, and relative ones that
+    only descend, lead to the same place from anywhere.
+    """
+    for parent, directories, files in os.walk(directory, onerror=raise_error):
+        for name in directories + files:
+            path = Path(parent, name)
+            if not path.is_symlink():
+                continue
+            target = os.readlink(path)
+            if not posixpath.isabs(target) and ".." in PurePosixPath(target).parts:
+                yield path
+
+
+def raise_error(error: OSError) -> None:
+    raise error
 
 
 @contextmanager
@@ -115,6 +188,8 @@ def changing(what: str) -> Iterator[None]:
         yield
     except FileNotFoundError:
         raise NotFound(f"cannot {what}: part of the path does not exist") from None
+    except PermissionError:
+        raise Forbidden(f"cannot {what}: permission denied") from None
     except OSError as error:
         raise Conflict(f"cannot {what}: {error.strerror}") from None
 
@@ -149,7 +224,9 @@ async def list_files(request: web.Request) -> web.Response:
     directory = resolve(server.directory, query(request, "directory", ""))
     if not directory.is_dir():
         raise NotFound("no such directory")
-    return web.json_response(await asyncio.to_thread(list_directory, directory))
+    with changing("list the directory"):
+        listing = await asyncio.to_thread(list_directory, directory)
+    return web.json_response(listing)
 
 
 @routes.get("/api/servers/{id}/files/contents")
@@ -164,22 +241,20 @@ async def file_contents(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, chunk_size=256 * 1024, headers=headers)
 
 
-@routes.post("/api/servers/{id}/files/write")
+@routes.post("/api/servers/{id}/files/write", name=WRITE)
 async def write_file(request: web.Request) -> web.Response:
     server = server_of(request)
     path = below(server.directory, query(request, "file"))
-    if path.is_dir():
-        raise Conflict("that path is a directory")
+    replaced = replaced_size(server.directory, path)
     body = await request.read()
-    old_size = path.stat().st_size if path.is_file() else 0
-    await check_room(server, len(body), replaced=old_size)
-    with changing("write the file"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(path.write_bytes, body)
+    with server.quota.writer() as writer:
+        await server.quota.reserve(writer, len(body) - replaced)
+        with changing("write the file"):
+            await asyncio.to_thread(store, path, body)
     return web.Response(status=204)
 
 
-@routes.post("/api/servers/{id}/files/upload")
+@routes.post("/api/servers/{id}/files/upload", name=UPLOAD)
 async def upload_files(request: web.Request) -> web.Response:
     server = server_of(request)
     directory = resolve(server.directory, query(request, "directory", ""))
@@ -189,11 +264,13 @@ async def upload_files(request: web.Request) -> web.Response:
     if not uploads:
         raise BadRequest("the body holds no files")
     targets = [(below(directory, name), content) for name, content in uploads]
-    await check_room(server, sum(len(content) for _, content in uploads))
-    with changing("store the upload"):
-        for path, content in targets:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(path.write_bytes, content)
+    replaced = {path: replaced_size(server.directory, path) for path, _ in targets}
+    growth = sum(len(content) for _, content in targets) - sum(replaced.values())
+    with server.quota.writer() as writer:
+        await server.quota.reserve(writer, growth)
+        with changing("store the upload"):
+            for path, content in targets:
+                await asyncio.to_thread(store, path, content)
     return web.Response(status=204)
 
 
@@ -217,6 +294,7 @@ async def rename(request: web.Request) -> web.Response:
     if os.path.lexists(target):
         raise Conflict("the new name is taken")
     with changing("rename"):
+        await asyncio.to_thread(check_move, server.directory, source, target)
         target.parent.mkdir(parents=True, exist_ok=True)
         source.rename(target)
     return web.Response(status=204)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from devdaemon.console import Console, LineSplitter
 from devdaemon.errors import BadRequest, Conflict
+from devdaemon.quota import Quota
 from devdaemon.serverconfig import ServerConfig
 from devdaemon.stats import TreeSampler, directory_size
 
@@ -98,6 +99,7 @@ class Server:
         self.console = Console()
         self.watchers: set[Watcher] = set()
         self.sessions: set[Session] = set()
+        self.quota = Quota(self)
         self.tasks: set[asyncio.Task] = set()
         self.process: asyncio.subprocess.Process | None = None
         self.installer: asyncio.subprocess.Process | None = None

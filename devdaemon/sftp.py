@@ -5,16 +5,17 @@ decides (`POST /api/remote/sftp/auth`); the daemon also wants the server on reco
 A session sees its server's directory as "/": the client's paths are read from
 there, `..` may climb back up to it but not above, and every path then passes the
 checks of the file routes (files.py), symlinks followed. Passwords only: no public
-keys, no shell, no commands, no forwarding.
-
-NB: the disk limit is checked against the server's usage as measured when a file
-takes its first write; two files written at once each count on the same room.
+keys, no shell, no commands, no forwarding. Every write draws on the server's disk
+quota (quota.py), shared with the file routes and the server's other sessions.
 """
 
 import asyncio
+import copy
+import errno
 import logging
 import os
 import posixpath
+import stat
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,6 +24,12 @@ from typing import Any
 import asyncssh
 from aiohttp import web
 from asyncssh import (
+    FXF_APPEND,
+    FXF_CREAT,
+    FXF_EXCL,
+    FXF_READ,
+    FXF_TRUNC,
+    FXF_WRITE,
     SFTPAttrs,
     SFTPFailure,
     SFTPName,
@@ -33,7 +40,7 @@ from asyncssh import (
 
 from devdaemon.daemon import Daemon
 from devdaemon.errors import DaemonError, Forbidden, NotFound
-from devdaemon.files import disk_room, entry, resolve
+from devdaemon.files import check_move, entry, resolve
 from devdaemon.panel import PanelError
 from devdaemon.servers import Server
 
@@ -140,9 +147,10 @@ class Login(asyncssh.SSHServer):
                 "SFTP login of %r from %s refused by the panel", username, self.ip
             )
             return False
-        server_id = username.partition(".")[0]
+        # Server ids are lowercase; the panel reads a username in any case.
+        server_id = username.partition(".")[0].lower()
         server = self.service.daemon.servers.get(grant.server)
-        if grant.server != server_id or server is None or server.gone:
+        if grant.server.lower() != server_id or server is None or server.gone:
             logger.warning(
                 "SFTP login of %r refused: the panel granted server %r, which is "
                 "not this login's or not on this node",
@@ -169,7 +177,6 @@ class Jail(asyncssh.SFTPServer):
         assert isinstance(login, Login) and login.server, "a login comes first"
         self.server = login.server
         self.upload_limit_mb = login.service.daemon.config.upload_limit_mb
-        self.rooms: dict[Any, int] = {}
 
     @property
     def root(self) -> Path:
@@ -202,6 +209,25 @@ class Jail(asyncssh.SFTPServer):
     def realpath(self, path: bytes) -> bytes:
         return self.virtual(self.real(path))
 
+    def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Any:
+        real = self.real(path)
+        if real.exists() and not real.is_file():
+            raise not_regular(path)
+        flags, mode = open_mode(pflags)
+        permissions = 0o666 if attrs.permissions is None else attrs.permissions
+        # Non-blocking, so that a FIFO put there since it was checked cannot hang us.
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            descriptor = os.open(real, flags, permissions & 0o777)
+        except OSError as error:
+            if error.errno == errno.ENXIO:
+                raise not_regular(path) from None
+            raise
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise not_regular(path)
+        return open(descriptor, mode, buffering=0)
+
     def lstat(self, path: bytes) -> os.stat_result:
         if not inside(path):
             return os.stat(self.root)
@@ -219,27 +245,38 @@ class Jail(asyncssh.SFTPServer):
             yield SFTPName(dot, attrs=attrs)
         with os.scandir(directory) as entries:
             for item in entries:
-                attrs = SFTPAttrs.from_local(item.stat(follow_symlinks=False))
+                # The server's process may remove an entry after it was listed.
+                try:
+                    attrs = SFTPAttrs.from_local(item.stat(follow_symlinks=False))
+                except FileNotFoundError:
+                    continue
                 yield SFTPName(os.fsencode(item.name), attrs=attrs)
 
     def remove(self, path: bytes) -> None:
         os.remove(self.entry(path))
 
     def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
-        mode = 0o777 if attrs.permissions is None else attrs.permissions
+        mode = 0o777 if attrs.permissions is None else attrs.permissions & 0o777
         os.mkdir(self.entry(path), mode)
 
     def rmdir(self, path: bytes) -> None:
         os.rmdir(self.entry(path))
 
-    def rename(self, oldpath: bytes, newpath: bytes) -> None:
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         source, target = self.entry(oldpath), self.entry(newpath)
         if os.path.lexists(target):
             raise SFTPFailure(f"{os.fsdecode(newpath)!r} exists already")
+        await self.check_move(source, target)
         os.rename(source, target)
 
-    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        os.replace(self.entry(oldpath), self.entry(newpath))
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        source, target = self.entry(oldpath), self.entry(newpath)
+        await self.check_move(source, target)
+        os.replace(source, target)
+
+    async def check_move(self, source: Path, target: Path) -> None:
+        with sftp_errors():
+            await asyncio.to_thread(check_move, self.root, source, target)
 
     def readlink(self, path: bytes) -> bytes:
         link = self.entry(path)
@@ -255,10 +292,9 @@ class Jail(asyncssh.SFTPServer):
         if not oldpath.startswith(b"/"):
             parent = posixpath.dirname(inside(newpath))
             oldpath = posixpath.join(b"/", os.fsencode(parent), oldpath)
-        # The target must lead inside, through whatever links lie on its way.
-        self.real(oldpath)
-        target = self.root.resolve() / inside(oldpath)
-        os.symlink(os.path.relpath(target, link.parent), link)
+        # The real target, checked to be inside: an absolute path leads there from
+        # wherever the link is moved to.
+        os.symlink(self.real(oldpath), link)
 
     def link(self, oldpath: bytes, newpath: bytes) -> None:
         raise SFTPOpUnsupported("hard links are not supported here")
@@ -270,43 +306,74 @@ class Jail(asyncssh.SFTPServer):
         return super().write(file_obj, offset, data)
 
     async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
-        if attrs.size is not None:
-            real = self.real(path)
-            size = real.stat().st_size if real.is_file() else 0
-            await self.check_growth(None, size, attrs.size)
-        super().setstat(path, attrs)
+        with self.server.quota.writer() as writer:
+            if attrs.size is not None:
+                real = self.real(path)
+                size = real.stat().st_size if real.is_file() else 0
+                await self.check_growth(writer, size, attrs.size)
+            super().setstat(path, permitted(attrs))
+
+    async def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        if os.path.islink(self.entry(path)):
+            raise SFTPOpUnsupported("a symlink's own attributes cannot change here")
+        await self.setstat(path, attrs)
 
     async def fsetstat(self, file_obj: Any, attrs: SFTPAttrs) -> None:
         if attrs.size is not None:
             size = os.fstat(file_obj.fileno()).st_size
             await self.check_growth(file_obj, size, attrs.size)
-        super().fsetstat(file_obj, attrs)
+        super().fsetstat(file_obj, permitted(attrs))
 
-    async def check_growth(self, file_obj: Any, size: int, end: int) -> None:
+    async def check_growth(self, writer: object, size: int, end: int) -> None:
         """SFTPFailure unless a file may grow from `size` to `end` bytes."""
-        if end > self.upload_limit_mb * MB:
+        # A file over the upload limit already may still be written in place.
+        if end > max(size, self.upload_limit_mb * MB):
             raise SFTPFailure(
                 f"the file would be over this node's upload limit of "
                 f"{self.upload_limit_mb} MB"
             )
-        growth = end - size
-        if growth <= 0:
-            return
-        room = self.rooms.get(file_obj)
-        if room is None:
-            room = await disk_room(self.server)
-        if growth > room:
-            raise SFTPFailure(
-                f"disk quota exceeded: server {self.server.id} may use "
-                f"{self.server.config.limits.disk_mb} MB and has {max(room, 0)} "
-                "bytes left"
-            )
-        if file_obj is not None:
-            self.rooms[file_obj] = room - growth
+        with sftp_errors():
+            await self.server.quota.reserve(writer, end - size)
 
     def close(self, file_obj: Any) -> None:
-        self.rooms.pop(file_obj, None)
+        self.server.quota.release(file_obj)
         super().close(file_obj)
+
+
+def open_mode(pflags: int) -> tuple[int, str]:
+    """The flags of os.open and the mode of open() for SFTP's open flags."""
+    if not pflags & FXF_WRITE:
+        flags, mode = os.O_RDONLY, "rb"
+    else:
+        # On a descriptor, "w" truncates nothing: it only says the file writes.
+        reads = bool(pflags & FXF_READ)
+        flags = os.O_RDWR if reads else os.O_WRONLY
+        mode = ("a" if pflags & FXF_APPEND else "w") + ("+b" if reads else "b")
+    if pflags & FXF_APPEND:
+        flags |= os.O_APPEND
+    if pflags & FXF_CREAT:
+        flags |= os.O_CREAT
+    if pflags & FXF_TRUNC:
+        flags |= os.O_TRUNC
+    if pflags & FXF_EXCL:
+        flags |= os.O_CREAT | os.O_EXCL
+    return flags, mode
+
+
+def not_regular(path: bytes) -> SFTPFailure:
+    return SFTPFailure(
+        f"{os.fsdecode(path)!r} is not a regular file (a directory, FIFO, socket or "
+        "device)"
+    )
+
+
+def permitted(attrs: SFTPAttrs) -> SFTPAttrs:
+    """The attributes a client may set: no owner, no set-id or sticky bits."""
+    safe = copy.copy(attrs)
+    safe.uid = safe.gid = safe.owner = safe.group = None
+    if safe.permissions is not None:
+        safe.permissions &= 0o777
+    return safe
 
 
 class SFTPService:

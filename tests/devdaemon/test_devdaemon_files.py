@@ -1,10 +1,13 @@
 """The file routes: everything relative to the server's directory, nothing outside."""
 
+import http.client
+import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
-from daemon_harness import Client, RunningDaemon, server_config
+from daemon_harness import Client, RunningDaemon, server_config, signed_headers
 
 MB = 1024 * 1024
 
@@ -151,6 +154,67 @@ class TestFiles:
         assert response.status_code == 409
         assert response.json()["error"] == "conflict"
 
+    def test_it_refuses_to_write_over_a_fifo(
+        self, client: Client, base: str, directory: Path
+    ) -> None:
+        os.mkfifo(directory / "console.pipe")
+
+        write = client.post(
+            f"{base}/write", params={"file": "console.pipe"}, content=b"x"
+        )
+        upload = client.post(
+            f"{base}/upload", files={"file": ("console.pipe", b"x", "text/plain")}
+        )
+
+        # A clear refusal, at once; the FIFO stays as it was
+        assert write.status_code == 409
+        assert "not a regular file" in write.json()["message"]
+        assert upload.status_code == 409
+        assert "not a regular file" in upload.json()["message"]
+        assert stat.S_ISFIFO((directory / "console.pipe").lstat().st_mode)
+
+    def test_it_refuses_to_move_a_directory_into_itself(
+        self, client: Client, base: str, directory: Path
+    ) -> None:
+        client.post(f"{base}/write", params={"file": "nest/x.txt"}, content=b"x")
+
+        response = client.post(
+            f"{base}/rename", json={"from": "nest", "to": "nest/b/c"}
+        )
+
+        # Refused before anything was made
+        assert response.status_code == 400
+        assert "into itself" in response.json()["message"]
+        assert sorted(p.name for p in (directory / "nest").iterdir()) == ["x.txt"]
+
+    def test_it_moves_a_symlink_only_where_it_still_leads_inside(
+        self, client: Client, base: str, directory: Path
+    ) -> None:
+        # The server's process made a link with a relative target, to the root
+        (directory / "links" / "a" / "b").mkdir(parents=True)
+        (directory / "links" / "a" / "b" / "root").symlink_to("../../..")
+
+        up = client.post(
+            f"{base}/rename", json={"from": "links/a/b/root", "to": "root"}
+        )
+        folder = client.post(f"{base}/rename", json={"from": "links/a", "to": "a"})
+        deeper = client.post(
+            f"{base}/rename",
+            json={"from": "links/a/b/root", "to": "links/a/b/c/root"},
+        )
+
+        # Moved up, the link would lead outside; its directory keeps it
+        assert up.status_code == 403
+        assert folder.status_code == 403
+        assert "climbs" in folder.json()["message"]
+        assert not os.path.lexists(directory / "root")
+        assert not os.path.lexists(directory / "a")
+        # Moved deeper, it leads to the server's "links" directory: allowed
+        assert deeper.status_code == 204, deeper.text
+        assert os.path.realpath(directory / "links/a/b/c/root") == str(
+            (directory / "links").resolve()
+        )
+
 
 ESCAPES = ["../outside.txt", "a/../../outside.txt", "/etc/passwd", "escape/x.txt"]
 
@@ -258,3 +322,89 @@ class TestLimits:
         )
 
         assert response.status_code == 413
+
+    def test_it_refuses_a_body_over_the_room_before_storing_it(
+        self, client: Client, shared_daemon: RunningDaemon
+    ) -> None:
+        config = server_config("tiny4")
+        config["limits"]["disk_mb"] = 1
+        assert client.post("/api/servers", json=config).status_code == 201
+
+        response = client.post(
+            "/api/servers/tiny4/files/write",
+            params={"file": "big.bin"},
+            content=b"x" * (MB + MB // 2),
+        )
+
+        assert response.status_code == 413
+        assert response.json()["error"] == "too_large"
+        assert "may use 1 MB" in response.json()["message"]
+        servers = shared_daemon.data_dir / "servers"
+        assert list((servers / "tiny4").iterdir()) == []
+
+    def test_it_refuses_a_body_over_the_upload_limit_before_reading_it(
+        self, client: Client, shared_daemon: RunningDaemon
+    ) -> None:
+        config = server_config("tiny6")
+        config["limits"]["disk_mb"] = 1
+        assert client.post("/api/servers", json=config).status_code == 201
+        path = "/api/servers/tiny6/files/write?file=big.bin"
+        body = b"x" * (2 * MB + 1)  # over the harness's upload limit
+
+        # Only the head and 1 KiB of the body go out; the answer comes all the
+        # same, and tells the node's limit alone: the signature over the body,
+        # and with it the server's room, is not checked yet.
+        connection = http.client.HTTPConnection("127.0.0.1", shared_daemon.port, 5)
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Length", str(len(body)))
+        for name, value in signed_headers("POST", path, body).items():
+            connection.putheader(name, value)
+        connection.endheaders(body[:1024])
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        connection.close()
+
+        assert response.status == 413
+        assert "upload limit of 2 MB" in answer["message"]
+        assert "may use" not in answer["message"]
+        assert list((shared_daemon.data_dir / "servers" / "tiny6").iterdir()) == []
+
+    def test_it_refuses_a_chunked_body_over_the_room(
+        self, client: Client, shared_daemon: RunningDaemon
+    ) -> None:
+        config = server_config("tiny5")
+        config["limits"]["disk_mb"] = 1
+        assert client.post("/api/servers", json=config).status_code == 201
+
+        response = client.post(
+            "/api/servers/tiny5/files/write",
+            params={"file": "big.bin"},
+            content=iter([b"x" * (MB // 2)] * 3),
+        )
+
+        # Sent without a length, refused as it came; nothing stored
+        assert response.request.headers["Transfer-Encoding"] == "chunked"
+        assert response.status_code == 413
+        assert "may use 1 MB" in response.json()["message"]
+        servers = shared_daemon.data_dir / "servers"
+        assert list((servers / "tiny5").iterdir()) == []
+
+    def test_it_rewrites_a_file_larger_than_the_room_left(self, client: Client) -> None:
+        config = server_config("tiny6")
+        config["limits"]["disk_mb"] = 1
+        client.post("/api/servers", json=config)
+        base = "/api/servers/tiny6/files"
+
+        first = client.post(
+            f"{base}/write", params={"file": "w.dat"}, content=b"1" * (900 * 1024)
+        )
+        again = client.post(
+            f"{base}/write", params={"file": "w.dat"}, content=b"2" * (950 * 1024)
+        )
+        other = client.post(
+            f"{base}/write", params={"file": "v.dat"}, content=b"3" * (200 * 1024)
+        )
+
+        # The file a write replaces makes room for it
+        assert (first.status_code, again.status_code) == (204, 204)
+        assert other.status_code == 413

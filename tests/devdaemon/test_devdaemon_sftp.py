@@ -306,15 +306,127 @@ class TestSFTP:
             node, OWNER, PASSWORD, ["ln -s ../../../outside made"], tmp_path
         )
 
-        # No link was made; an absolute target is one in the server's directory
+        # No link was made; an absolute target is one in the server's directory,
+        # and the link holds the real path of its target
         assert result.returncode != 0
         assert not os.path.lexists(files / "made")
         await sftp.symlink("/server.properties", "config")
-        assert os.readlink(files / "config") == "server.properties"
+        assert os.readlink(files / "config") == str(
+            (files / "server.properties").resolve()
+        )
+        assert await sftp.readlink("config") == "/server.properties"
         await sftp.symlink("../server.properties", "plugins/config")
         assert (files / "plugins" / "config").resolve() == (
             files / "server.properties"
         ).resolve()
+
+    async def test_it_keeps_a_moved_symlink_inside(
+        self,
+        sftp: asyncssh.SFTPClient,
+        files: Path,
+        node: RunningDaemon,
+        tmp_path: Path,
+    ) -> None:
+        await sftp.makedirs("moves/a/b")
+        await sftp.symlink("/", "moves/a/b/up")
+        await sftp.rename("moves/a/b/up", "/up")
+        commands = ["mkdir moves/c", "ln -s / moves/c/up", "rename moves/c/up up2"]
+        result = openssh_sftp(node, OWNER, PASSWORD, commands, tmp_path)
+
+        # Links made over SFTP lead to the server's directory from anywhere
+        assert result.returncode == 0, result.stderr
+        root = files.resolve()
+        assert os.path.realpath(files / "up") == str(root)
+        assert os.path.realpath(files / "up2") == str(root)
+
+        # A link the server's process made with a relative target moves only where
+        # it still leads inside, and a directory holding one that climbs stays
+        (files / "moves" / "a" / "b" / "rel").symlink_to("../..")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="lead outside"):
+            await sftp.rename("moves/a/b/rel", "/rel")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="lead outside"):
+            await sftp.posix_rename("moves/a/b/rel", "/rel")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="climbs"):
+            await sftp.rename("moves/a/b", "/b")
+        await sftp.rename("moves/a/b/rel", "moves/a/b/rel2")
+        assert not os.path.lexists(files / "rel")
+        assert not os.path.lexists(files / "b")
+        assert os.path.realpath(files / "moves" / "a" / "b" / "rel2") == str(
+            root / "moves"
+        )
+
+    async def test_it_refuses_to_move_a_directory_into_itself(
+        self, sftp: asyncssh.SFTPClient, files: Path
+    ) -> None:
+        await sftp.makedirs("loop/b")
+
+        with pytest.raises(asyncssh.SFTPFailure, match="into itself"):
+            await sftp.rename("loop", "loop/b/c")
+        with pytest.raises(asyncssh.SFTPFailure, match="into itself"):
+            await sftp.posix_rename("loop", "loop/b/c")
+
+        # Nothing moved, nothing was made
+        assert sorted(p.name for p in (files / "loop").iterdir()) == ["b"]
+        assert list((files / "loop" / "b").iterdir()) == []
+
+    async def test_it_drops_owners_and_special_permission_bits(
+        self,
+        sftp: asyncssh.SFTPClient,
+        files: Path,
+        node: RunningDaemon,
+        tmp_path: Path,
+    ) -> None:
+        special = asyncssh.SFTPAttrs(permissions=0o6777)
+        async with sftp.open("modes.txt", "w", attrs=special) as file:
+            await file.write("x")
+            await file.chmod(0o4711)
+            opened = stat.S_IMODE((files / "modes.txt").stat().st_mode)
+        await sftp.mkdir("sticky", asyncssh.SFTPAttrs(permissions=0o1777))
+        await sftp.chmod("modes.txt", 0o4755)
+        await sftp.chown("modes.txt", 1234, 1234)
+        await sftp.chmod("sticky", 0o3770, follow_symlinks=False)
+        result = openssh_sftp(node, OWNER, PASSWORD, ["chmod 6700 modes.txt"], tmp_path)
+
+        # Permission bits pass, set-id and sticky bits and owners do not
+        assert result.returncode == 0, result.stderr
+        assert opened == 0o711
+        info = (files / "modes.txt").stat()
+        assert stat.S_IMODE(info.st_mode) == 0o700
+        assert (info.st_uid, info.st_gid) == (os.getuid(), os.getgid())
+        assert stat.S_IMODE((files / "sticky").stat().st_mode) == 0o770
+
+    async def test_it_writes_in_place_in_a_file_over_the_upload_limit(
+        self, sftp: asyncssh.SFTPClient, files: Path
+    ) -> None:
+        (files / "huge.dat").write_bytes(bytes(3 * MB))
+
+        async with sftp.open("huge.dat", "r+b") as file:
+            await file.write(b"!", 2 * MB + 5)
+            with pytest.raises(asyncssh.SFTPFailure, match="upload limit of 2 MB"):
+                await file.write(b"!!", 3 * MB - 1)
+
+        # The byte landed; the file did not grow
+        content = (files / "huge.dat").read_bytes()
+        assert len(content) == 3 * MB
+        assert content[2 * MB + 5] == ord("!")
+
+    async def test_it_refuses_to_open_what_is_not_a_regular_file(
+        self, sftp: asyncssh.SFTPClient, files: Path
+    ) -> None:
+        os.mkfifo(files / "console.pipe")
+
+        async with asyncio.timeout(10):
+            for mode in ("w", "a", "r"):
+                with pytest.raises(asyncssh.SFTPFailure, match="not a regular file"):
+                    async with sftp.open("console.pipe", mode):
+                        pass
+            with pytest.raises(asyncssh.SFTPFailure, match="not a regular file"):
+                async with sftp.open("/", "r"):
+                    pass
+
+        # The FIFO is still there, and the session still answers
+        assert stat.S_ISFIFO((files / "console.pipe").lstat().st_mode)
+        assert "console.pipe" in await sftp.listdir("/")
 
     async def test_it_refuses_a_file_over_the_upload_limit(
         self,
@@ -359,6 +471,47 @@ class TestSFTP:
         # The limit is named; the server stays under it
         assert "1 MB" in str(error.value.reason)
         assert sum(p.stat().st_size for p in tiny.iterdir()) <= MB
+
+    async def test_it_shares_the_disk_room_between_open_files(
+        self, node: RunningDaemon, panel: StandInPanel
+    ) -> None:
+        config = server_config("tiny3")
+        config["limits"]["disk_mb"] = 1
+        assert Client(node.url).post("/api/servers", json=config).status_code == 201
+        panel.allow("tiny3.owner@example.com", PASSWORD, "tiny3")
+        connection = await connect(node, "tiny3.owner@example.com", PASSWORD)
+        sftp = await connection.start_sftp_client()
+        data = os.urandom(600 * 1024)
+
+        # Three files open at once, each written to before any of them grows big
+        handles = [await sftp.open(f"part{n}.bin", "wb") for n in range(3)]
+        for handle in handles:
+            await handle.write(b"-")
+        results = await asyncio.gather(
+            *(handle.write(data, 1) for handle in handles), return_exceptions=True
+        )
+        for handle in handles:
+            await handle.close()
+        connection.close()
+
+        # One server, one room: the three files together stay under the limit
+        refused = [r for r in results if isinstance(r, asyncssh.SFTPFailure)]
+        assert refused, results
+        assert all("disk quota exceeded" in str(r.reason) for r in refused)
+        tiny = node.data_dir / "servers" / "tiny3"
+        assert sum(p.stat().st_size for p in tiny.iterdir()) <= MB
+
+    async def test_it_takes_a_server_id_in_any_case(
+        self, node: RunningDaemon, panel: StandInPanel
+    ) -> None:
+        # The panel reads "SFTP1" as the server sftp1
+        panel.allow("SFTP1.owner@example.com", PASSWORD, "sftp1")
+
+        connection = await connect(node, "SFTP1.owner@example.com", PASSWORD)
+        sftp = await connection.start_sftp_client()
+
+        assert await sftp.realpath(".") == "/"
+        connection.close()
 
     async def test_it_ends_sessions_when_the_server_is_deleted(
         self, node: RunningDaemon, panel: StandInPanel

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from devdaemon.console import CUT_MARK, MAX_LINE_BYTES, Console, LineSplitter
+from devdaemon.errors import Forbidden
+from devdaemon.files import changing, list_directory
 from devdaemon.serverconfig import parse_server_config
 from devdaemon.servers import Server
 from devdaemon.signing import ReplayCache
@@ -162,3 +164,28 @@ class TestStartupCommand:
 
         with pytest.raises(ValueError, match="NOPE"):
             server.command_line()
+
+
+class TestListDirectory:
+    def test_it_skips_an_entry_that_goes_while_it_lists(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in ("a.txt", "b.txt", "c.txt"):
+            (tmp_path / name).write_text(name)
+        iterdir = Path.iterdir
+
+        def listed_then_removed(directory: Path) -> list[Path]:
+            paths = list(iterdir(directory))
+            (tmp_path / "b.txt").unlink()
+            return paths
+
+        monkeypatch.setattr(Path, "iterdir", listed_then_removed)
+
+        assert [e["name"] for e in list_directory(tmp_path)] == ["a.txt", "c.txt"]
+
+    def test_it_answers_a_directory_it_may_not_read_with_403(self) -> None:
+        with (
+            pytest.raises(Forbidden, match="permission denied"),
+            changing("list the directory"),
+        ):
+            raise PermissionError(13, "Permission denied")
