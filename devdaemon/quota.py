@@ -33,12 +33,6 @@ class Quota:
         self.writers: set[object] = set()
         self.lock = asyncio.Lock()
 
-    async def room(self) -> int:
-        """Bytes the server may still add; negative when it is over its limit."""
-        async with self.lock:
-            await self.measure()
-            return self.left()
-
     async def reserve(self, writer: object, growth: int) -> None:
         """Let `writer` add `growth` bytes to the server's files, or TooLarge."""
         if growth <= 0:
