@@ -19,13 +19,16 @@ they get `error` [message] and the socket closes.
 """
 
 import asyncio
+import functools
 import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Exists, Q
@@ -72,6 +75,42 @@ class Refused(Exception):
 
 
 class ConsoleConsumer(AsyncWebsocketConsumer):
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Dispatch the browser's messages and the layer's, one at a time.
+
+        Channels' own loop starts a task and waits on both sides afresh for every
+        message; a console fans each batch out to every viewer, so this consumer
+        keeps one reader on each side instead, taking turns to dispatch.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(
+            self.channel_layer.receive, self.channel_name
+        )
+        self.base_send = send
+        turn = asyncio.Lock()
+
+        async def read(receive: Any) -> None:
+            while True:
+                message = await receive()
+                async with turn:
+                    await self.dispatch(message)
+
+        readers = [
+            asyncio.create_task(read(receive)),
+            asyncio.create_task(read(self.channel_receive)),
+        ]
+        try:
+            done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
+            for reader in done:
+                if not isinstance(reader.exception(), StopConsumer):
+                    reader.result()
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
     async def connect(self) -> None:
         self.public_id: str = self.scope["url_route"]["kwargs"]["public_id"]
         self.joined = False

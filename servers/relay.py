@@ -71,7 +71,7 @@ MAX_FRAME = 64 * 1024
 # As many lines as the daemon keeps, so a replay from here is the daemon's own.
 KEPT_LINES = 500
 # The longest a frame waits for others to share its batch with.
-FLUSH_S = 0.015
+FLUSH_S = 0.008
 # The longest a batch waits for the viewers to send on the one before: a viewer
 # that went, or a batch lost on the layer, holds the console up no longer.
 HOLD_S = 0.25

@@ -2,9 +2,10 @@
 
 HTTP goes to Django (static files included, so one process serves the whole panel),
 once its body has passed the limits Daphne is made to keep (stellarpanel.bodylimit);
-WebSocket connections go through Channels' router, behind the session and
-authentication middleware and an origin check. Importing it starts the process's
-heartbeat scheduler, unless HEARTBEAT_ENABLED is False.
+WebSocket connections go through Channels' router, behind the session (read once,
+stellarpanel.websockets) and authentication middleware and an origin check.
+Importing it starts the process's heartbeat scheduler, unless HEARTBEAT_ENABLED is
+False.
 """
 
 import gc
@@ -22,7 +23,6 @@ try:
 except ImproperlyConfigured as e:
     sys.exit(f"StellarPanel cannot start: {e}")
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -30,13 +30,14 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from stellarpanel import bodylimit, scheduler  # noqa: E402
 from stellarpanel.routing import websocket_urlpatterns  # noqa: E402
+from stellarpanel.websockets import WebSocketAuthStack  # noqa: E402
 
 bodylimit.install()
 application = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_application),
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            WebSocketAuthStack(URLRouter(websocket_urlpatterns))
         ),
     }
 )
