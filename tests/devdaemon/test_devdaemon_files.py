@@ -12,6 +12,13 @@ from daemon_harness import Client, RunningDaemon, server_config, signed_headers
 MB = 1024 * 1024
 
 
+def tiny_server(client: Client, server_id: str) -> None:
+    """A server of 1 MB of disk on the daemon."""
+    config = server_config(server_id)
+    config["limits"]["disk_mb"] = 1
+    assert client.post("/api/servers", json=config).status_code == 201
+
+
 @pytest.fixture(scope="module")
 def server_id(shared_daemon: RunningDaemon) -> str:
     response = Client(shared_daemon.url).post(
@@ -294,9 +301,7 @@ class TestLimits:
     def test_it_refuses_an_upload_over_the_server_disk(
         self, client: Client, shared_daemon: RunningDaemon
     ) -> None:
-        config = server_config("tiny1")
-        config["limits"]["disk_mb"] = 1
-        assert client.post("/api/servers", json=config).status_code == 201
+        tiny_server(client, "tiny1")
 
         response = client.post(
             "/api/servers/tiny1/files/upload",
@@ -311,9 +316,7 @@ class TestLimits:
         assert small.status_code == 204
 
     def test_it_refuses_a_write_over_the_server_disk(self, client: Client) -> None:
-        config = server_config("tiny2")
-        config["limits"]["disk_mb"] = 1
-        client.post("/api/servers", json=config)
+        tiny_server(client, "tiny2")
 
         response = client.post(
             "/api/servers/tiny2/files/write",
@@ -326,9 +329,7 @@ class TestLimits:
     def test_it_refuses_a_body_over_the_room_before_storing_it(
         self, client: Client, shared_daemon: RunningDaemon
     ) -> None:
-        config = server_config("tiny4")
-        config["limits"]["disk_mb"] = 1
-        assert client.post("/api/servers", json=config).status_code == 201
+        tiny_server(client, "tiny4")
 
         response = client.post(
             "/api/servers/tiny4/files/write",
@@ -345,10 +346,8 @@ class TestLimits:
     def test_it_refuses_a_body_over_the_upload_limit_before_reading_it(
         self, client: Client, shared_daemon: RunningDaemon
     ) -> None:
-        config = server_config("tiny6")
-        config["limits"]["disk_mb"] = 1
-        assert client.post("/api/servers", json=config).status_code == 201
-        path = "/api/servers/tiny6/files/write?file=big.bin"
+        tiny_server(client, "tiny7")
+        path = "/api/servers/tiny7/files/write?file=big.bin"
         body = b"x" * (2 * MB + 1)  # over the harness's upload limit
 
         # Only the head and 1 KiB of the body go out; the answer comes all the
@@ -367,14 +366,12 @@ class TestLimits:
         assert response.status == 413
         assert "upload limit of 2 MB" in answer["message"]
         assert "may use" not in answer["message"]
-        assert list((shared_daemon.data_dir / "servers" / "tiny6").iterdir()) == []
+        assert list((shared_daemon.data_dir / "servers" / "tiny7").iterdir()) == []
 
     def test_it_refuses_a_chunked_body_over_the_room(
         self, client: Client, shared_daemon: RunningDaemon
     ) -> None:
-        config = server_config("tiny5")
-        config["limits"]["disk_mb"] = 1
-        assert client.post("/api/servers", json=config).status_code == 201
+        tiny_server(client, "tiny5")
 
         response = client.post(
             "/api/servers/tiny5/files/write",
@@ -390,9 +387,7 @@ class TestLimits:
         assert list((servers / "tiny5").iterdir()) == []
 
     def test_it_rewrites_a_file_larger_than_the_room_left(self, client: Client) -> None:
-        config = server_config("tiny6")
-        config["limits"]["disk_mb"] = 1
-        client.post("/api/servers", json=config)
+        tiny_server(client, "tiny6")
         base = "/api/servers/tiny6/files"
 
         first = client.post(

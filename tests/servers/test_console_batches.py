@@ -40,6 +40,15 @@ def inflate(message: bytes | str) -> str:
     return (inflater.decompress(message) + inflater.flush()).decode()
 
 
+async def listening(quiet: relay.Relay, viewers: int, deflated: int = 0) -> str:
+    """A channel in the relay's group, which counts `viewers` (`deflated` of them
+    wanting deflated batches)."""
+    channel = await get_channel_layer().new_channel()
+    await get_channel_layer().group_add(quiet.group, channel)
+    quiet.viewers, quiet.deflated_viewers = viewers, deflated
+    return channel
+
+
 async def next_batch(channel: str, timeout: float = 2) -> dict:
     return await asyncio.wait_for(get_channel_layer().receive(channel), timeout)
 
@@ -93,11 +102,8 @@ class TestConsoleBatches:
     async def test_it_pushes_frames_that_come_together_as_one_numbered_batch(
         self, quiet_relay: relay.Relay
     ) -> None:
-        layer = get_channel_layer()
-        viewer = await layer.new_channel()
-        await layer.group_add(quiet_relay.group, viewer)
         # Two viewers: one takes text, the other raw-deflated batches.
-        quiet_relay.viewers, quiet_relay.deflated_viewers = 2, 1
+        viewer = await listening(quiet_relay, 2, deflated=1)
 
         quiet_relay.receive(line("alone"))
         first = await next_batch(viewer)
@@ -125,10 +131,7 @@ class TestConsoleBatches:
     async def test_it_encodes_a_batch_only_the_ways_its_viewers_want(
         self, quiet_relay: relay.Relay, deflated_viewers: int, encodings: set[str]
     ) -> None:
-        layer = get_channel_layer()
-        viewer = await layer.new_channel()
-        await layer.group_add(quiet_relay.group, viewer)
-        quiet_relay.viewers, quiet_relay.deflated_viewers = 2, deflated_viewers
+        viewer = await listening(quiet_relay, 2, deflated=deflated_viewers)
         if deflated_viewers == 1:
             encodings = encodings | {"texts"}
 
@@ -140,10 +143,7 @@ class TestConsoleBatches:
     async def test_it_drops_what_is_not_a_frame_and_carries_on(
         self, quiet_relay: relay.Relay
     ) -> None:
-        layer = get_channel_layer()
-        viewer = await layer.new_channel()
-        await layer.group_add(quiet_relay.group, viewer)
-        quiet_relay.viewers = 1
+        viewer = await listening(quiet_relay, 1)
 
         for junk in (
             '{"event": ["console output"], "args": []}',
@@ -163,9 +163,7 @@ class TestConsoleBatches:
         self, quiet_relay: relay.Relay, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(relay, "_relays", {"batches": quiet_relay})
-        layer = get_channel_layer()
-        viewer = await layer.new_channel()
-        await layer.group_add(quiet_relay.group, viewer)
+        viewer = await listening(quiet_relay, 0)
         quiet_relay.receive(relay.frame("status", "running"))
         quiet_relay.receive(line("pushed"))
         await next_batch(viewer)
@@ -188,10 +186,7 @@ class TestConsoleBatches:
     ) -> None:
         monkeypatch.setattr(relay, "_relays", {"batches": quiet_relay})
         monkeypatch.setattr(relay, "HOLD_S", 5.0)
-        layer = get_channel_layer()
-        viewer = await layer.new_channel()
-        await layer.group_add(quiet_relay.group, viewer)
-        quiet_relay.viewers = 2
+        viewer = await listening(quiet_relay, 2)
 
         quiet_relay.receive(line("first"))
         assert (await next_batch(viewer))["batch"] == 1
@@ -217,10 +212,7 @@ class TestConsoleBatches:
         self, quiet_relay: relay.Relay, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(relay, "HOLD_S", 0.2)
-        layer = get_channel_layer()
-        viewer = await layer.new_channel()
-        await layer.group_add(quiet_relay.group, viewer)
-        quiet_relay.viewers = 1
+        viewer = await listening(quiet_relay, 1)
 
         quiet_relay.receive(line("never acknowledged"))
         await next_batch(viewer)
@@ -233,10 +225,7 @@ class TestConsoleBatches:
     ) -> None:
         monkeypatch.setattr(relay, "_relays", {"batches": quiet_relay})
         monkeypatch.setattr(relay, "HOLD_S", 5.0)
-        layer = get_channel_layer()
-        viewer = await layer.new_channel()
-        await layer.group_add(quiet_relay.group, viewer)
-        quiet_relay.viewers = 2
+        viewer = await listening(quiet_relay, 2)
 
         quiet_relay.receive(line("first"))
         await next_batch(viewer)
