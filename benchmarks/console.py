@@ -432,9 +432,8 @@ async def wait_for_state(daemon: "Daemon", server: str, states: set[str]) -> str
 
 
 async def run_rounds(
-    panel: Panel, viewer_counts: tuple[int, ...], small: bool
+    panel: Panel, viewer_counts: tuple[int, ...], small: bool, lines: int
 ) -> list[Round]:
-    lines = SMALL_LINES if small else FULL_LINES
     rounds = []
     for viewers in viewer_counts:
         print(f"  {viewers} viewer(s), {lines:,} lines…", flush=True)
@@ -715,8 +714,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="the viewer counts to measure (default: 1 10 100, or 1 10 with --small)",
     )
+    parser.add_argument(
+        "--lines",
+        type=int,
+        metavar="N",
+        help=f"console lines a round (default: {FULL_LINES:,}, {SMALL_LINES:,} "
+        "with --small)",
+    )
     args = parser.parse_args(argv)
     small = args.small
+    lines = args.lines or (SMALL_LINES if small else FULL_LINES)
     viewers = tuple(args.viewers or (SMALL_VIEWERS if small else FULL_VIEWERS))
     raise_open_files()
 
@@ -726,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with stack(Path(name)) as panel:
                 print(f"Panel at {panel.url}, server {panel.server}", flush=True)
-                rounds = asyncio.run(run_rounds(panel, viewers, small))
+                rounds = asyncio.run(run_rounds(panel, viewers, small, lines))
         except Exception:
             print("\nThe benchmark could not finish:")
             traceback.print_exc(file=sys.stdout)

@@ -19,9 +19,10 @@ Frames are pushed in batches: at most one every FLUSH_S, each encoded once, as
 WebSocket messages of at most MAX_FRAME (a JSON array when it holds several
 frames), and numbered, so a viewer knows which batch its catch-up ends with and
 which ones it missed. A batch waits until the viewers have sent on the one before
-(delivered()), or HOLD_S at most: when the viewers are many and the console
-busy, batches grow instead of queueing, and a line waits for one fan-out at
-most. A batch goes raw-deflated, compressed once, to the viewers
+(delivered()), or HOLD_S at most, and then gathers for as long again as that
+fan-out took: when the viewers are many and the console busy, batches grow
+instead of queueing, and sending to the viewers leaves half the process's time
+for reading the daemon. A batch goes raw-deflated, compressed once, to the viewers
 that asked for it (the browser does), and as text to the others; it is encoded
 only the ways its viewers want. A quiet console goes out at once; a flood goes
 out in fewer, larger, smaller-on-the-wire messages, which is what keeps a hundred
@@ -179,6 +180,7 @@ class Relay:
         self.arrived = asyncio.Event()
         self.undelivered = 0  # viewers yet to send on the last batch pushed
         self.drained = asyncio.Event()
+        self.drained_at = 0.0  # when the last of them had
         self.task = asyncio.create_task(self.run(), name=f"relay {public_id}")
         self.pusher = asyncio.create_task(self.push(), name=f"push {public_id}")
         self.closing: asyncio.Task | None = None
@@ -265,6 +267,13 @@ class Relay:
                         await self.drained.wait()
                 except TimeoutError:
                     pass
+            if self.drained_at > pushed:
+                # Gather for as long again as the last fan-out took: sending to
+                # the viewers then takes half the process's time at most, and
+                # reading the daemon keeps the rest.
+                spread = self.drained_at - pushed
+                if (wait := self.drained_at + spread - self.loop.time()) > 0:
+                    await asyncio.sleep(wait)
             self.arrived.clear()
             frames, self.pending = self.pending, []
             pushed = self.loop.time()
@@ -289,6 +298,7 @@ class Relay:
         if batch == self.batch and self.undelivered > 0:
             self.undelivered -= 1
             if self.undelivered == 0:
+                self.drained_at = self.loop.time()
                 self.drained.set()
 
     async def send(self, data: str) -> None:

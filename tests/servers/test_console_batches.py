@@ -233,3 +233,21 @@ class TestConsoleBatches:
         relay.leave("batches")
         quiet_relay.receive(line("second"))
         assert (await next_batch(viewer, timeout=1))["batch"] == 2
+
+    @pytest.mark.asyncio
+    async def test_it_gathers_as_long_again_as_the_last_fan_out_took(
+        self, quiet_relay: relay.Relay, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(relay, "_relays", {"batches": quiet_relay})
+        viewer = await listening(quiet_relay, 1)
+
+        quiet_relay.receive(line("first"))
+        await next_batch(viewer)
+        await asyncio.sleep(0.3)  # a slow fan-out
+        quiet_relay.receive(line("second"))
+        relay.delivered("batches", 1)
+
+        # The next batch leaves the process half its time to read the daemon.
+        with pytest.raises(TimeoutError):
+            await next_batch(viewer, timeout=0.2)
+        assert (await next_batch(viewer, timeout=1))["batch"] == 2
