@@ -29,13 +29,11 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import Exists, Q
 
 from nodes.daemon import POWER_ACTIONS
 from servers import relay
-from servers.models import Server
+from servers.models import Server, visible_to
 
 MAX_FRAME = 64 * 1024
 RATE_PER_S = 10
@@ -90,12 +88,22 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         )
         self.base_send = send
         turn = asyncio.Lock()
+        stopped = False
 
         async def read(receive: Any) -> None:
+            # Once a handler has ended the consumer, the other side's message
+            # waiting for its turn is dropped, as channels' loop would.
+            nonlocal stopped
             while True:
                 message = await receive()
                 async with turn:
-                    await self.dispatch(message)
+                    if stopped:
+                        return
+                    try:
+                        await self.dispatch(message)
+                    except BaseException:
+                        stopped = True
+                        raise
 
         readers = [
             asyncio.create_task(read(receive)),
@@ -299,9 +307,5 @@ def _one_string(args: list[Any], event: str) -> str:
 @database_sync_to_async
 def _visible_server(user_id: int | None, public_id: str) -> Server | None:
     """The server, if the user may see and control it: its owner and admins."""
-    if user_id is None:
-        return None
-    admin = get_user_model().objects.filter(pk=user_id, is_staff=True, is_active=True)
-    rights = Q(owner_id=user_id, owner__is_active=True) | Q(Exists(admin))
-    servers = Server.objects.select_related("node").filter(rights)
+    servers = visible_to(user_id).select_related("node")
     return servers.filter(public_id=public_id).first()

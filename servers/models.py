@@ -2,6 +2,7 @@ import secrets
 import string
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -154,6 +155,16 @@ class Server(models.Model):
                     "free them before moving it."
                 }
             )
+
+
+def visible_to(user_id: int | None) -> models.QuerySet[Server]:
+    """The servers a user may see and control: their own while they are active,
+    and every one for an active admin."""
+    if user_id is None:
+        return Server.objects.none()
+    users = get_user_model().objects
+    admin = models.Exists(users.filter(pk=user_id, is_staff=True, is_active=True))
+    return Server.objects.filter(Q(owner_id=user_id, owner__is_active=True) | Q(admin))
 
 
 class SftpLogin(models.Model):

@@ -7,7 +7,9 @@ is stored, so the limits are kept where Daphne has a request's headers and none 
 its body yet:
 
 - an upload to a server's files over its node's upload limit: 413, the limit looked
-  up while the connection waits, unread;
+  up while the connection waits, unread, for a signed-in user who may see the
+  server (to anyone else the server is unknown, and its body held to the next
+  limit);
 - any other body over DATA_UPLOAD_MAX_MEMORY_SIZE (and room for a form's multipart
   framing): 413;
 - a body of unknown length (chunked): 411.
@@ -29,18 +31,24 @@ import html
 import io
 import json
 import logging
+from contextlib import suppress
 from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from importlib import import_module
+from types import SimpleNamespace
 from urllib.parse import unquote
 
 from channels.db import database_sync_to_async
 from daphne import http_protocol
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.template.defaultfilters import filesizeformat
 from django.urls import Resolver404, resolve
 from twisted.web.http_headers import Headers
 
 from nodes.models import Node
 from servers.files import MIB, over_upload_limit
+from servers.models import visible_to
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +90,9 @@ class LimitedRequest(http_protocol.WebRequest):
 
     async def check_upload(self, server: str, length: int) -> None:
         """Refuse the upload, or read on, once the server's upload limit is known."""
+        cookies = self.requestHeaders.getRawHeaders(b"cookie") or []
         try:
-            node = await _node_of(server)
+            node = await _node_of(server, _session_key(cookies))
         except Exception:
             logger.exception("the upload limit of server %s could not be read", server)
             refusal = (503, "The panel could not check the upload's size; try again.")
@@ -140,9 +149,24 @@ def _body_limit() -> int | None:
     return None if fields is None else fields + FORM_FRAMING
 
 
+def _session_key(cookies: list[bytes]) -> str | None:
+    jar = SimpleCookie()
+    for header in cookies:
+        with suppress(CookieError):
+            jar.load(header.decode("latin-1"))
+    morsel = jar.get(settings.SESSION_COOKIE_NAME)
+    return morsel.value if morsel else None
+
+
 @database_sync_to_async
-def _node_of(server: str) -> Node | None:
-    nodes = Node.objects.filter(servers__public_id=server)
+def _node_of(server: str, session_key: str | None) -> Node | None:
+    """The server's node, if the session's user may see the server."""
+    if session_key is None:
+        return None
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    user = get_user(SimpleNamespace(session=store(session_key)))
+    servers = visible_to(user.pk).filter(public_id=server)
+    nodes = Node.objects.filter(servers__in=servers)
     return nodes.only("name", "upload_limit_mb").first()
 
 
@@ -151,7 +175,8 @@ def _upload_refusal(node: Node | None, length: int) -> tuple[int, str] | None:
         if length > node.upload_limit_mb * MIB:
             return 413, over_upload_limit(node, length)
         return None
-    # No such server: the view answers 404, and the body is no upload.
+    # No such server, or not this user's: the view answers 404 or sends to the
+    # login page, and the body is no upload.
     limit = _body_limit()
     if limit is not None and length > limit:
         return 413, _over_body_limit(length, limit)

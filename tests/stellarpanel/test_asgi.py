@@ -25,9 +25,19 @@ MIB = 1024 * 1024
 
 # Run by `manage.py shell`: a server on a node whose upload limit is 2 MB.
 SETUP = """
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
 from nodes.models import Node
 from servers.models import Server
+
+def signed_in(user):
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
 
 node = Node(name="local", host="127.0.0.1", port=9, protocol="HTTP", cpu_cores=1,
             memory_mb=1024, disk_mb=1024, upload_limit_mb=2)
@@ -36,7 +46,8 @@ node.save()
 owner = User.objects.create_user("bob")
 server = Server.objects.create(name="survival", owner=owner, node=node, cpu=100,
                                memory_mb=512, disk_mb=512)
-print(server.public_id)
+other = User.objects.create_user("eve")
+print(server.public_id, signed_in(owner), signed_in(other))
 """
 
 
@@ -140,12 +151,17 @@ def daphne_url(tmp_path: Path) -> Iterator[str]:
 class Panel:
     url: str
     server: str  # the public ID of a server on a node with a 2 MB upload limit
+    owner: str  # the Cookie header of its owner's session
+    other: str  # that of another user's
 
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
-    with serving(tmp_path_factory.mktemp("daphne"), SETUP) as (base_url, server):
-        yield Panel(base_url, server)
+    with serving(tmp_path_factory.mktemp("daphne"), SETUP) as (base_url, printed):
+        server, owner, other = printed.split()
+        yield Panel(
+            base_url, server, f"Cookie: sessionid={owner}", f"Cookie: sessionid={other}"
+        )
 
 
 @pytest.fixture
@@ -237,16 +253,18 @@ def test_it_refuses_an_upload_over_the_nodes_limit_before_receiving_it(
     panel: Panel,
 ) -> None:
     upload = f"/servers/{panel.server}/files/upload/"
+    json_ = "Accept: application/json"
 
     # 3 MB announced, 10 bytes sent: the answer comes at once, for the page's
     # script as JSON, for a plain form as a page.
-    r = exchange(panel, post(upload, 3 * MIB, "Accept: application/json"), b"x" * 10)
+    r = exchange(panel, post(upload, 3 * MIB, json_, panel.owner), b"x" * 10)
     assert r.status == 413 and r.seconds < 3, r
     assert r.json() == {
         "message": "files: 3.0\xa0MB is over node local's upload limit of 2 MB; "
         "upload fewer or smaller files at a time."
     }
-    r = exchange(panel, post(upload, 3 * MIB, "Accept: text/html"), b"x" * 10)
+    html_ = "Accept: text/html"
+    r = exchange(panel, post(upload, 3 * MIB, html_, panel.owner), b"x" * 10)
     assert r.status == 413 and r.headers["content-type"].startswith("text/html")
     assert "upload limit of 2 MB" in r.body.decode()
 
@@ -261,6 +279,26 @@ def test_it_refuses_an_upload_over_the_nodes_limit_before_receiving_it(
     r = exchange(panel, chunked + "\n\n", b"5\r\nhello\r\n")
     assert r.status == 411 and r.seconds < 3, r
     assert b"Content-Length" in r.body
+
+
+@pytest.mark.parametrize("who", ["nobody", "other"])
+def test_it_tells_a_server_s_limit_only_to_those_who_may_see_it(
+    panel: Panel, who: str
+) -> None:
+    upload = f"/servers/{panel.server}/files/upload/"
+    cookie = {"nobody": "X-Nothing: 1", "other": panel.other}[who]
+
+    # Over the node's limit but within the panel's: to anyone else the server is
+    # unknown, and the body goes on to Django, which answers as for any page.
+    r = exchange(panel, post(upload, int(2.5 * MIB), cookie), b"x" * int(2.5 * MIB))
+    assert r.status in (302, 404), r
+    assert b"upload limit" not in r.body
+
+    # Over the panel's limit: refused, without a word of the node.
+    r = exchange(panel, post(upload, 3 * MIB, "Accept: application/json", cookie))
+    assert r.status == 413, r
+    assert "local" not in r.json()["message"]
+    assert "over the panel's limit" in r.json()["message"]
 
 
 def test_it_refuses_any_other_body_over_the_panels_limit(panel: Panel) -> None:
