@@ -34,16 +34,19 @@ class Quota:
         self.lock = asyncio.Lock()
 
     async def reserve(self, writer: object, growth: int) -> None:
-        """Let `writer` add `growth` bytes to the server's files, or TooLarge."""
-        if growth <= 0:
-            return
+        """Let `writer` add `growth` bytes to the server's files, or TooLarge.
+
+        A writer that adds nothing still counts as at work: a file it rewrites
+        may be shorter on disk for a while than what it holds.
+        """
         async with self.lock:
             await self.measure()
-            room = self.left()
-            if growth > room:
-                raise TooLarge(self.refusal(room))
+            if growth > 0:
+                room = self.left()
+                if growth > room:
+                    raise TooLarge(self.refusal(room))
+                self.reserved += growth
             self.writers.add(writer)
-            self.reserved += growth
 
     def release(self, writer: object) -> None:
         """`writer` is done; its bytes are on disk, where a new measure finds them."""
