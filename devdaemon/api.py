@@ -67,25 +67,25 @@ def http_message(request: web.Request, error: web.HTTPException) -> str:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Only requests signed with this node's token, each once (PROTOCOL.md)."""
-    verifier = request.app[DAEMON].verifier
-    claim = verifier.claim(request.headers)
-    # The body is read whole, into memory, to be hashed before anything acts on it:
-    # one over the node's upload limit is refused before it is read, or as it
-    # comes. Only that limit is told before the signature is checked; the room a
-    # server has left is for signed requests alone (the handlers reserve it).
     daemon = request.app[DAEMON]
-    limit = daemon.config.upload_limit_bytes
-    most = daemon.config.upload_limit_mb
-    refusal = f"the body is over this node's upload limit of {most} MB"
-    if request.content_length is not None and request.content_length > limit:
+    claim = daemon.verifier.claim(request.headers)
+    # The body is read whole, into memory, to be hashed before anything acts on it:
+    # one over the node's upload limit (the app's client_max_size) is refused
+    # before it is read, or as it comes. Only that limit is told before the
+    # signature is checked; the room a server has left is for signed requests
+    # alone (the handlers reserve it).
+    refusal = (
+        f"the body is over this node's upload limit of "
+        f"{daemon.config.upload_limit_mb} MB"
+    )
+    length = request.content_length
+    if length is not None and length > daemon.config.upload_limit_bytes:
         raise TooLarge(refusal)
-    if limit != request.client_max_size:
-        request = request.clone(client_max_size=limit)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge(refusal) from None
-    verifier.verify(claim, request.method, request.raw_path, body)
+    daemon.verifier.verify(claim, request.method, request.raw_path, body)
     return await handler(request)
 
 

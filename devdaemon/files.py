@@ -29,8 +29,6 @@ from devdaemon.daemon import server_of
 from devdaemon.errors import BadRequest, Conflict, Forbidden, NotFound
 
 routes = web.RouteTableDef()
-WRITE = "files-write"
-UPLOAD = "files-upload"
 
 
 def checked(relative: str) -> PurePosixPath:
@@ -119,20 +117,37 @@ def replaced_size(root: Path, path: Path) -> int:
     return info.st_size
 
 
+class NotRegular(Exception):
+    """What a path names is there, and not a regular file."""
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
+    """A descriptor of the regular file `path`, opened with `flags`, or NotRegular.
+
+    Non-blocking and not following a last link, so that a FIFO or a link put there
+    since the path was checked cannot hang the daemon or lead it astray.
+    """
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags, mode & 0o777)
+    except OSError as error:
+        if error.errno in (errno.ENXIO, errno.ELOOP):
+            raise NotRegular from None
+        raise
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise NotRegular
+    return descriptor
+
+
 def store(path: Path, content: bytes) -> None:
     """`content` as the whole of the regular file `path`, created with its parents."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Non-blocking, so that a FIFO put there since it was checked cannot hang us.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        descriptor = os.open(path, flags, 0o666)
-    except OSError as error:
-        if error.errno == errno.ENXIO:
-            raise Conflict(f"{path.name!r} is not a regular file") from None
-        raise
+        descriptor = open_regular(path, os.O_WRONLY | os.O_CREAT)
+    except NotRegular:
+        raise Conflict(f"{path.name!r} is not a regular file") from None
     with open(descriptor, "wb") as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise Conflict(f"{path.name!r} is not a regular file")
         file.truncate(0)
         file.write(content)
 
@@ -241,7 +256,7 @@ async def file_contents(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, chunk_size=256 * 1024, headers=headers)
 
 
-@routes.post("/api/servers/{id}/files/write", name=WRITE)
+@routes.post("/api/servers/{id}/files/write")
 async def write_file(request: web.Request) -> web.Response:
     server = server_of(request)
     path = below(server.directory, query(request, "file"))
@@ -254,7 +269,7 @@ async def write_file(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.post("/api/servers/{id}/files/upload", name=UPLOAD)
+@routes.post("/api/servers/{id}/files/upload")
 async def upload_files(request: web.Request) -> web.Response:
     server = server_of(request)
     directory = resolve(server.directory, query(request, "directory", ""))

@@ -11,11 +11,9 @@ quota (quota.py), shared with the file routes and the server's other sessions.
 
 import asyncio
 import copy
-import errno
 import logging
 import os
 import posixpath
-import stat
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -40,7 +38,7 @@ from asyncssh import (
 
 from devdaemon.daemon import Daemon
 from devdaemon.errors import DaemonError, Forbidden, NotFound
-from devdaemon.files import check_move, entry, resolve
+from devdaemon.files import NotRegular, check_move, entry, open_regular, resolve
 from devdaemon.panel import PanelError
 from devdaemon.servers import Server
 
@@ -215,17 +213,10 @@ class Jail(asyncssh.SFTPServer):
             raise not_regular(path)
         flags, mode = open_mode(pflags)
         permissions = 0o666 if attrs.permissions is None else attrs.permissions
-        # Non-blocking, so that a FIFO put there since it was checked cannot hang us.
-        flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            descriptor = os.open(real, flags, permissions & 0o777)
-        except OSError as error:
-            if error.errno == errno.ENXIO:
-                raise not_regular(path) from None
-            raise
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            os.close(descriptor)
-            raise not_regular(path)
+            descriptor = open_regular(real, flags, permissions)
+        except NotRegular:
+            raise not_regular(path) from None
         return open(descriptor, mode, buffering=0)
 
     def lstat(self, path: bytes) -> os.stat_result:

@@ -179,11 +179,6 @@ class Daemon:
         )
         return _entries(response, _where(self.node))
 
-    def read_file(self, server_id: str, file: str) -> bytes:
-        """A file's bytes, whole: for small files (see MAX_ANSWER_BYTES)."""
-        path = _files_path(server_id, "contents")
-        return self.request("GET", path, params={"file": file}).content
-
     def write_file(self, server_id: str, file: str, content: bytes) -> None:
         path = _files_path(server_id, "write")
         self.request("POST", path, content=content, params={"file": file})
@@ -397,8 +392,7 @@ def websocket_target(
 
 
 def _where(node: Node) -> str:
-    host = f"[{node.host}]" if ":" in node.host else node.host
-    return f"The daemon at {host}:{node.port}"
+    return f"The daemon at {node.address}:{node.port}"
 
 
 def _checked_address(node: Node) -> IPAddress:
@@ -423,14 +417,13 @@ def _resolve(host: str) -> list[str]:
 def _endpoint(node: Node, address: IPAddress) -> _Endpoint:
     secure = node.protocol != Node.Protocol.HTTP
     ip = f"[{address}]" if address.version == 6 else str(address)
-    name = f"[{node.host}]" if ":" in node.host else node.host
     where = _where(node)
     if _is_name(node.host):
         where += f" ({address})"
     return _Endpoint(
         secure=secure,
         authority=f"{ip}:{node.port}",
-        host=f"{name}:{node.port}",
+        host=f"{node.address}:{node.port}",
         sni=node.host if secure else None,
         where=where,
     )

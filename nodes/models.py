@@ -186,10 +186,14 @@ class Node(models.Model):
         return self.name
 
     @property
+    def address(self) -> str:
+        """The host as it goes before a port or after a user: IPv6 in brackets."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
     def url(self) -> str:
         scheme = "http" if self.protocol == self.Protocol.HTTP else "https"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+        return f"{scheme}://{self.address}:{self.port}"
 
     @property
     def memory_gb(self) -> int:

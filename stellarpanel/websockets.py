@@ -19,8 +19,6 @@ from channels.sessions import (
 
 class WebSocketSessionMiddleware(SessionMiddleware):
     async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
-        if scope["type"] != "websocket":
-            return await super().__call__(scope, receive, send)
         session = InstanceSessionWrapper(scope, send)
         await session.resolve_session()
         return await self.inner(session.scope, receive, send)

@@ -37,19 +37,6 @@ class TestWebSocketSessionMiddleware:
         # The session is read once; what the consumer sends is not wrapped.
         assert got == {"seen": "yes", "send": send}
 
-    async def test_http_keeps_the_saving_send(self) -> None:
-        got = {}
-
-        async def inner(scope, receive, send):
-            got["send"] = send
-
-        async def send(message):
-            pass
-
-        scope = scope_of("http", "none")
-        await WebSocketSessionMiddleware(inner)(scope, None, send)
-        assert got["send"] is not send
-
 
 @pytest.mark.django_db(transaction=True)
 class TestConsoleConsumerLoop:
