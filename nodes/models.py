@@ -196,6 +196,10 @@ class Node(models.Model):
         return f"{scheme}://{self.address}:{self.port}"
 
     @property
+    def upload_limit_bytes(self) -> int:
+        return self.upload_limit_mb * 1024 * 1024
+
+    @property
     def memory_gb(self) -> int:
         return self.memory_mb // MB_PER_GB
 

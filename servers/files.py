@@ -153,7 +153,7 @@ def browse(request: HttpRequest, public_id: str) -> HttpResponse:
         "server": server,
         "directory": directory,
         "crumbs": _crumbs(directory),
-        "upload_limit": server.node.upload_limit_mb * MIB,
+        "upload_limit": server.node.upload_limit_bytes,
         "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
         "swap": True,
     }
@@ -385,7 +385,7 @@ def _check_room(request: HttpRequest, server: Server) -> None:
             "from the file manager's form.",
             411,
         ) from None
-    if length > server.node.upload_limit_mb * MIB:
+    if length > server.node.upload_limit_bytes:
         raise Refusal(over_upload_limit(server.node, length), 413)
     free = _disk_free(server)
     if length > free:

@@ -172,7 +172,7 @@ def _node_of(server: str, session_key: str | None) -> Node | None:
 
 def _upload_refusal(node: Node | None, length: int) -> tuple[int, str] | None:
     if node is not None:
-        if length > node.upload_limit_mb * MIB:
+        if length > node.upload_limit_bytes:
             return 413, over_upload_limit(node, length)
         return None
     # No such server, or not this user's: the view answers 404 or sends to the
